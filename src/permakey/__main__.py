@@ -1,0 +1,3 @@
+from permakey.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""The keypoint convention, defined once for every model, metric, figure and wrapper.
+
+A keypoint centre is a pair ``(y, x)`` in ``[-1, 1]``: ``y`` runs from the top row (-1) to the
+bottom row (+1), ``x`` from the left column (-1) to the right column (+1). In an ``H x W``
+image the centre ``(y, x)`` lies at pixel ``(row, col) = ((y + 1) / 2 * (H - 1),
+(x + 1) / 2 * (W - 1))``, i.e. -1 and +1 are the centres of the first and last pixels.
+
+Centres are computed from keypoint feature maps by the per-axis spatial softmax of
+Jakab et al. (2018), and drawn back as isotropic Gaussian windows on a grid of the same
+convention.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def to_pixels(centres: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Converts centres in [-1, 1] to pixel coordinates.
+
+    Args:
+        centres: (..., 2) float, (y, x) in [-1, 1].
+        height: image height H in pixels.
+        width: image width W in pixels.
+
+    Returns:
+        (..., 2) float, (row, col) with row in [0, H - 1] and col in [0, W - 1].
+    """
+    scale = centres.new_tensor([height - 1, width - 1])
+    return (centres + 1.0) / 2.0 * scale
+
+
+def from_pixels(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of `to_pixels`: (..., 2) (row, col) in pixels -> (..., 2) (y, x) in [-1, 1]."""
+    scale = pixels.new_tensor([height - 1, width - 1])
+    return pixels / scale * 2.0 - 1.0
+
+
+def grid(size: int, device: torch.device | None = None, dtype=torch.float32) -> torch.Tensor:
+    """(size,) coordinates of pixel centres along one axis, from -1 to 1."""
+    return torch.linspace(-1.0, 1.0, size, device=device, dtype=dtype)
+
+
+def centres_from_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Keypoint centres from feature maps by per-axis spatial softmax (Jakab et al. 2018).
+
+    For each axis the map is averaged over the other axis, turned into a distribution by a
+    softmax, and the expectation of the axis coordinates is taken.
+
+    Args:
+        maps: (B, K, H, W) float, one unnormalised map per keypoint.
+
+    Returns:
+        (B, K, 2) float, (y, x) in [-1, 1].
+    """
+    maps = maps.float()
+    _, _, h, w = maps.shape
+    prob_y = F.softmax(maps.mean(dim=3), dim=-1)  # (B, K, H)
+    prob_x = F.softmax(maps.mean(dim=2), dim=-1)  # (B, K, W)
+    y = (prob_y * grid(h, maps.device)).sum(dim=-1)  # (B, K)
+    x = (prob_x * grid(w, maps.device)).sum(dim=-1)  # (B, K)
+    return torch.stack([y, x], dim=-1)
+
+
+def gaussian_windows(centres: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian windows around keypoint centres.
+
+    ``window[b, k, i, j] = exp(-((y_i - mu_y)^2 + (x_j - mu_x)^2) / sigma^2)`` with grid
+    coordinates in [-1, 1] (note: ``sigma^2``, not ``2 sigma^2``, as in the paper).
+
+    Args:
+        centres: (B, K, 2) float, (y, x) in [-1, 1].
+        height: grid height.
+        width: grid width.
+        sigma: window width in grid units (the paper's 0.1).
+
+    Returns:
+        (B, K, height, width) float in (0, 1], 1 at the centre.
+    """
+    ys = grid(height, centres.device, centres.dtype)  # (H,)
+    xs = grid(width, centres.device, centres.dtype)  # (W,)
+    dy = (ys.view(1, 1, -1) - centres[..., 0:1]) ** 2  # (B, K, H)
+    dx = (xs.view(1, 1, -1) - centres[..., 1:2]) ** 2  # (B, K, W)
+    return torch.exp(-(dy.unsqueeze(-1) + dx.unsqueeze(-2)) / sigma**2)  # (B, K, H, W)
