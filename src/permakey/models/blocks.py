@@ -43,7 +43,9 @@ class SameConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, bn: BatchNormConfig) -> nn.Sequential:
+def conv_bn_relu(
+    c_in: int, c_out: int, kernel: int, stride: int, bn: BatchNormConfig
+) -> nn.Sequential:
     """One Conv("same") -> BatchNorm -> ReLU block."""
     return nn.Sequential(
         SameConv2d(c_in, c_out, kernel, stride),
@@ -85,7 +87,8 @@ class ConvEncoder(nn.Module):
         _check_lengths(channels, kernels, strides)
         c_ins = [in_channels, *channels[:-1]]
         self.blocks = nn.ModuleList(
-            conv_bn_relu(ci, co, k, s, bn) for ci, co, k, s in zip(c_ins, channels, kernels, strides)
+            conv_bn_relu(ci, co, k, s, bn)
+            for ci, co, k, s in zip(c_ins, channels, kernels, strides, strict=True)
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
