@@ -12,8 +12,23 @@ convention.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class Keypoints:
+    """What every keypoint model returns from ``detect``; all that consumers may rely on.
+
+    Attributes:
+        centres: (B, K, 2) float, (y, x) in [-1, 1].
+        windows: (B, K, h, w) float in [0, 1], Gaussian windows on the model's map grid.
+    """
+
+    centres: torch.Tensor
+    windows: torch.Tensor
 
 
 def to_pixels(centres: torch.Tensor, height: int, width: int) -> torch.Tensor:
