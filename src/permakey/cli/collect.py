@@ -1,0 +1,106 @@
+"""`permakey collect`: roll a policy out in an Atari game and store a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from permakey.data.policies import POLICY_HELP, parse_policy
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "collect",
+        help="collect a dataset of Atari frames with object ground truth",
+        description=(
+            "Play GAME (ALE/<Game>-v5: frame skip 4, sticky actions 0.25) with a policy and "
+            "write RGB frames resized to 84 x 84, episode and step indices, actions, rewards "
+            "and OCAtari's objects of every frame to DIR. Splits are by episode (test, then "
+            "val, then train are filled). The folder appears only once complete."
+        ),
+    )
+    parser.add_argument(
+        "game", metavar="GAME", help="Atari game name, any case (e.g. spaceinvaders, MsPacman)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create")
+    parser.add_argument(
+        "--frames", type=int, default=85_000, metavar="N", help="training frames (default: 85000)"
+    )
+    parser.add_argument(
+        "--val-frames",
+        type=int,
+        default=5_000,
+        metavar="M",
+        help="validation frames (default: 5000)",
+    )
+    parser.add_argument(
+        "--test-frames", type=int, default=5_000, metavar="M", help="test frames (default: 5000)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the environment and policy; same seed, same bytes (default: 0)",
+    )
+    parser.add_argument(
+        "--policy",
+        default="random",
+        metavar="SPEC",
+        help=f"behaviour policy: {POLICY_HELP} (default: random)",
+    )
+    parser.add_argument(
+        "--resize",
+        choices=("area", "nearest"),
+        default="area",
+        help="210x160 -> 84x84 resampling: area keeps one-pixel objects as faint blobs, nearest (the authors') drops most of them (default: area)",
+    )
+    parser.add_argument("--raw", action="store_true", help="also store the raw 210 x 160 frames")
+    parser.add_argument(
+        "--no-objects",
+        action="store_true",
+        help="skip OCAtari object ground truth (no 'objects' extra needed)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing dataset at DIR (only once the new one is complete)",
+    )
+    parser.add_argument(
+        "--info",
+        action="store_true",
+        help="print the dataset's summary afterwards (as `permakey datasets DIR`)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"permakey: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def run(args: argparse.Namespace) -> int:
+    from permakey.data.collect import collect
+    from permakey.data.summary import format_summary, summarize
+
+    parse_policy(args.policy)  # a bad spec fails before the emulator starts
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        out = collect(
+            args.game,
+            args.out,
+            frames=args.frames,
+            val_frames=args.val_frames,
+            test_frames=args.test_frames,
+            seed=args.seed,
+            policy=args.policy,
+            objects=not args.no_objects,
+            resize=args.resize,
+            keep_raw=args.raw,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    if args.info:
+        print(format_summary(summarize(out)))
+    return 0

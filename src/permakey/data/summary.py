@@ -1,0 +1,70 @@
+"""A dataset at a glance: game, frames and episodes per split, objects per frame, size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from permakey.data.store import SPLITS, open_split, read_meta
+
+
+def summarize(path: str | os.PathLike) -> dict[str, Any]:
+    """Summarises a dataset folder.
+
+    Args:
+        path: the dataset folder.
+
+    Returns:
+        A dict with game, env_id, seed, policy, resize, has_objects, ``splits`` (split ->
+        frames and episodes), ``objects_per_frame`` (category -> mean count per frame over
+        all splits, largest first) and ``size_bytes`` (all files of the folder).
+
+    Raises:
+        UserError: not a readable dataset (names the file).
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    splits = {}
+    counts = np.zeros(len(meta["categories"]), dtype=np.int64)
+    total = 0
+    for name in SPLITS:
+        with open_split(path, name) as split:
+            splits[name] = {"frames": len(split), "episodes": int(len(np.unique(split.episode)))}
+            _, category, _ = split.object_table()
+            counts += np.bincount(category, minlength=len(counts))
+            total += len(split)
+    per_frame = {
+        c: float(n) / max(total, 1) for c, n in zip(meta["categories"], counts, strict=True)
+    }
+    return {
+        "path": str(path),
+        "game": meta["game"],
+        "env_id": meta["env_id"],
+        "seed": meta["seed"],
+        "policy": meta["policy"],
+        "resize": meta["resize"],
+        "has_objects": meta["has_objects"],
+        "splits": splits,
+        "objects_per_frame": dict(sorted(per_frame.items(), key=lambda kv: -kv[1])),
+        "size_bytes": sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few readable lines."""
+    lines = [
+        f"{summary['path']}: {summary['game']} ({summary['env_id']}), seed {summary['seed']}, "
+        f"policy {summary['policy']}, resize {summary['resize']}",
+    ]
+    for name, s in summary["splits"].items():
+        lines.append(f"  {name:<5} {s['frames']:>7} frames  {s['episodes']:>4} episodes")
+    if summary["has_objects"]:
+        parts = [f"{c} {n:.2f}" for c, n in summary["objects_per_frame"].items()]
+        lines.append("  objects per frame: " + (", ".join(parts) or "none seen"))
+    else:
+        lines.append("  objects per frame: no ground truth")
+    lines.append(f"  size on disk: {summary['size_bytes'] / 2**20:.1f} MiB")
+    return "\n".join(lines)

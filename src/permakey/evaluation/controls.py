@@ -1,0 +1,91 @@
+"""Controls: what trivial keypoint methods score on the same frames as the models.
+
+All controls return keypoints in pixels, ``(N, K, 2)`` float ``(row, col)`` with the
+conventions of `permakey.evaluation.metrics`, so that they go through exactly the same
+metrics as the models. Motion statistics are `permakey.evaluation.metrics.motion`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Minimum separation of error-map peaks (Chebyshev distance in pixels of the 84 x 84 frame):
+# about the size of a small sprite, so that one object does not take several peaks.
+PEAK_SEPARATION_PX = 4
+
+
+def random_keypoints(
+    num_frames: int, num_keypoints: int, height: int, width: int, seed: int
+) -> np.ndarray:
+    """K points per frame, uniform over the frame's area.
+
+    Args:
+        num_frames: N.
+        num_keypoints: K.
+        height: frame height H.
+        width: frame width W.
+        seed: seed of the generator; the same seed gives the same points.
+
+    Returns:
+        (N, K, 2) float64, (row, col) in [-0.5, H - 0.5) x [-0.5, W - 0.5) (pixel-centre
+        coordinates of points uniform over the frame's area, whose chance of falling in a
+        region is its area fraction).
+    """
+    rng = np.random.default_rng(seed)
+    uniform = rng.random((num_frames, num_keypoints, 2))
+    return uniform * np.array([height, width], dtype=np.float64) - 0.5
+
+
+def static_template(keypoints: np.ndarray) -> np.ndarray:
+    """Each keypoint's mean position over the frames, used in every frame.
+
+    Args:
+        keypoints: (N, K, 2) float, (row, col) pixels.
+
+    Returns:
+        (N, K, 2) float64, every frame equal to the per-keypoint mean.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    return np.broadcast_to(keypoints.mean(axis=0), keypoints.shape).copy()
+
+
+def error_map_peaks(
+    error_stack: torch.Tensor, num_keypoints: int, separation: int = PEAK_SEPARATION_PX
+) -> np.ndarray:
+    """The K strongest local maxima of the summed, normalised error maps of each frame.
+
+    The maps of all layers are summed and smoothed by a 3 x 3 mean (the maps are resized by
+    nearest neighbour from coarse cell grids, so they are blocky; smoothing moves a peak from
+    the corner of a block towards its centre); a thousandth of the raw map breaks the
+    remaining ties at the raw maximum. Peaks are then taken greedily: the strongest pixel,
+    then the strongest outside a ``(2 * separation + 1)`` square around every peak taken so
+    far, K times. Ties go to the first pixel in row-major order. A map that runs out of
+    pixels before K peaks (only possible for a huge K) gives pixel (0, 0) for the rest.
+
+    Args:
+        error_stack: (B, L, H, W) float, normalised error maps, values in [0, 1].
+        num_keypoints: K.
+        separation: minimum Chebyshev distance in pixels between two peaks.
+
+    Returns:
+        (B, K, 2) float64, (row, col) pixels, strongest peak first.
+    """
+    summed = error_stack.float().sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    smoothed = F.avg_pool2d(summed, 3, stride=1, padding=1, count_include_pad=False)
+    # A small share of the raw map breaks the smoothed map's ties at the raw maximum.
+    score = (smoothed + 1e-3 * summed)[:, 0]  # (B, H, W)
+    b, h, w = score.shape
+    rows = torch.arange(h, device=score.device).view(1, h, 1)
+    cols = torch.arange(w, device=score.device).view(1, 1, w)
+    peaks = []
+    for _ in range(num_keypoints):
+        index = score.reshape(b, -1).argmax(dim=1)  # (B,)
+        row, col = index // w, index % w
+        peaks.append(torch.stack([row, col], dim=-1))
+        near = ((rows - row.view(b, 1, 1)).abs() <= separation) & (
+            (cols - col.view(b, 1, 1)).abs() <= separation
+        )  # (B, H, W)
+        score = score.masked_fill(near, float("-inf"))
+    return torch.stack(peaks, dim=1).double().cpu().numpy()  # (B, K, 2)

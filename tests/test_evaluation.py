@@ -1,0 +1,251 @@
+"""The evaluate driver on a tiny hand-made split with fake models whose answers are known."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from permakey.evaluation import evaluate
+from permakey.evaluation.categories import default_categories
+from permakey.evaluation.evaluate import NO_GROUND_TRUTH, Detection, KeypointModel, evaluate_models
+from permakey.keypoints import from_pixels
+
+CATEGORIES = ["Player", "Bullet", "Alien"]
+N = 6
+
+
+def player_box(f):
+    return [10.0 + 2 * f, 20.0, 4.0, 4.0]  # moves 2 px right per frame
+
+
+ALIEN_BOX = [60.0, 60.0, 4.0, 4.0]
+
+
+class FakeSplit:
+    """The documented `Split` interface; frame f is filled with the value f."""
+
+    def __init__(self, has_objects=True):
+        self.has_objects = has_objects
+        self.categories = CATEGORIES
+        self.episode = np.array([0, 0, 0, 1, 1, 1])
+        self.step = np.array([0, 1, 2, 0, 1, 2])
+        self.meta = {"game": "SpaceInvaders"}
+
+    def __len__(self):
+        return N
+
+    def read_frames(self, indices):
+        indices = np.arange(N)[indices]
+        return np.broadcast_to(indices[:, None, None, None], (len(indices), 84, 84, 3)).astype(
+            np.uint8
+        )
+
+    def object_table(self):
+        boxes, category, offsets = [], [], [0]
+        for f in range(N):
+            boxes += [player_box(f), ALIEN_BOX, [90.0, 10.0, 4.0, 4.0]]  # last: off-frame
+            category += [0, 2, 2]
+            if f == 0:
+                boxes.append([40.0, 40.0, 0.5, 4.0])
+                category.append(1)
+            offsets.append(len(boxes))
+        return np.array(offsets), np.array(category), np.array(boxes, dtype=np.float32)
+
+
+def frame_index(images):
+    return (images[:, 0, 0, 0] * 255).round().long()  # (B,)
+
+
+def box_centre(box):
+    x, y, w, h = box
+    return [y + h / 2 - 0.5, x + w / 2 - 0.5]  # (row, col) pixel centre
+
+
+def tracker(images):
+    """Keypoint 0 on the player, keypoint 1 on the alien, in every frame."""
+    pixels = torch.tensor(
+        [[box_centre(player_box(int(f))), box_centre(ALIEN_BOX)] for f in frame_index(images)]
+    )
+    return Detection(from_pixels(pixels, 84, 84))
+
+
+def corners(images):
+    pixels = torch.tensor([[0.0, 0.0], [83.0, 83.0]]).expand(len(images), 2, 2)
+    return Detection(from_pixels(pixels, 84, 84))
+
+
+def error_stack(images):
+    """Error maps lit on the player (layer 0) and the alien (layer 1)."""
+    maps = torch.zeros(len(images), 2, 84, 84)
+    for i, f in enumerate(frame_index(images).tolist()):
+        x, y, w, h = (int(v) for v in player_box(f))
+        maps[i, 0, y : y + h, x : x + w] = 1.0
+        maps[i, 1, 60:64, 60:64] = 0.8
+    return maps
+
+
+def tracker_with_errors(images):
+    return Detection(tracker(images).centres, error_stack(images))
+
+
+MODELS = [
+    KeypointModel("tracker", tracker_with_errors, {"run": "a"}, seed_group="g"),
+    KeypointModel("tracker-seed1", tracker, {"run": "b"}, seed_group="g"),
+    KeypointModel("corners", corners, {"run": "c"}),
+]
+
+
+@pytest.fixture(scope="module")
+def result():
+    selection = default_categories("SpaceInvaders", CATEGORIES)
+    return evaluate_models(MODELS, FakeSplit(), selection, batch_size=4)
+
+
+def column(result, name):
+    return next(c for c in result["columns"] if c["name"] == name)["metrics"]
+
+
+def test_columns_models_and_controls_in_order(result):
+    names = [c["name"] for c in result["columns"]]
+    assert names == [
+        "tracker",
+        "template: tracker",
+        "peaks: tracker",
+        "tracker-seed1",
+        "template: tracker-seed1",
+        "corners",
+        "template: corners",
+        "random K=2",
+    ]
+    assert result["frames"] == N and result["ground_truth"] is True
+    assert result["categories"]["small"] == ["Bullet"]
+
+
+def test_tracker_scores_perfectly_and_template_only_where_player_passes(result):
+    m = column(result, "tracker")
+    assert m["recall"] == {"0": 1.0, "2": 1.0, "4": 1.0}
+    assert m["precision"]["0"] == 1.0 and m["f1"]["2"] == 1.0
+    assert m["small_recall"]["4"] == 0.0  # the bullet is not tracked
+    assert m["per_category"]["Alien"]["objects"] == N  # the off-frame aliens were dropped
+    assert m["recall_bound"] == 1.0
+    assert m["motion"]["per_step_px"] == pytest.approx(1.0)  # player 2 px, alien 0
+    # The template sits at the player's mean column, 16.5: inside its box in frames 2 and 3.
+    t = column(result, "template: tracker")
+    assert t["per_category"]["Player"]["recall"]["0"] == pytest.approx(2 / N)
+    assert t["recall"]["0"] == pytest.approx((N + 2) / (2 * N))
+    assert t["motion"]["from_mean_px"] == 0.0
+
+
+def test_error_map_peaks_control_finds_both_objects(result):
+    assert column(result, "peaks: tracker")["recall"]["0"] == 1.0
+
+
+def test_corners_on_the_border_and_off_objects(result):
+    m = column(result, "corners")
+    assert m["recall"]["4"] == 0.0 and m["precision"]["4"] == 0.0 and m["f1"]["4"] == 0.0
+    assert m["border_share"] == 1.0
+    assert m["distractor_share"] is None  # clean frames
+
+
+def test_seed_stability_of_identical_seeds_is_zero(result):
+    assert result["seed_stability"] == [
+        {"runs": ["tracker", "tracker-seed1"], "mean_matched_distance_px": 0.0}
+    ]
+
+
+def test_table_and_json(result, tmp_path):
+    table = evaluate.format_table(result)
+    assert "| F1@2" in table and "random K=2" in table and "recall@2 Player (headline)" in table
+    assert "seed stability (tracker, tracker-seed1)" in table
+    header, rule = table.splitlines()[:2]
+    assert header.count("|") == rule.count("|") == len(result["columns"]) + 2
+    path = tmp_path / "eval.json"
+    evaluate.write_result(path, result)
+    assert json.loads(path.read_text())["columns"][0]["metrics"]["f1"]["2"] == 1.0
+
+
+def test_no_ground_truth_gives_no_numbers_for_object_metrics():
+    out = evaluate_models(MODELS[2:], FakeSplit(has_objects=False), None)
+    m = out["columns"][0]["metrics"]
+    for key in ("recall", "precision", "f1", "recall_bound", "per_category"):
+        assert m[key] == NO_GROUND_TRUTH
+    assert m["border_share"] == 1.0  # metrics without objects still have numbers
+    assert out["ground_truth"] is False
+    table = evaluate.format_table(out)
+    assert "| F1@2" in table and NO_GROUND_TRUTH in table
+
+
+def test_max_frames_and_bad_input():
+    out = evaluate_models(MODELS[2:], FakeSplit(has_objects=False), None, max_frames=3)
+    assert out["frames"] == 3
+    with pytest.raises(ValueError, match="CategorySelection"):
+        evaluate_models(MODELS[2:], FakeSplit(), None)
+    with pytest.raises(ValueError, match="no models"):
+        evaluate_models([], FakeSplit(), None)
+
+
+def test_seed_group_ignores_seeds_only():
+    a = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 0, "lr": 1e-3}}
+    b = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 1, "lr": 1e-3, "workers": 0}}
+    c = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 0, "lr": 2e-4}}
+    assert evaluate.seed_group(a) == evaluate.seed_group(b) != evaluate.seed_group(c)
+
+
+def test_cli_parser_accepts_documented_flags():
+    from permakey.cli import evaluate as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["evaluate", "r1", "r2", "--data", "d", "--noise", "both", "--noise-seed", "3"]
+        + ["--categories", "Player,Alien", "--exclude", "Pill", "--max-frames", "10"]
+    )
+    assert args.runs == ["r1", "r2"] and args.noise == "both" and args.max_frames == 10
+    assert args.split == "test" and args.func is cli.run
+
+
+def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
+    """With a stand-in noise module: every model sees the same painted bars."""
+    import dataclasses
+    import types
+
+    @dataclasses.dataclass
+    class NoiseConfig:
+        kind: str = "horizontal"
+        width: int = 5
+        colour: tuple = (128, 0, 255)
+
+    def draw_bars(rng, n, h, w, cfg):
+        return np.stack([rng.integers(0, h - cfg.width, n), np.full(n, -1)], axis=1)
+
+    def paint_bars(frames, bars, cfg):
+        frames = frames.copy()
+        for frame, (top, _) in zip(frames, bars, strict=True):
+            frame[top : top + cfg.width, :, 1] = 255
+        return frames
+
+    fake = types.ModuleType("permakey.data.noise")
+    fake.draw_bars, fake.paint_bars = draw_bars, paint_bars
+    monkeypatch.setitem(__import__("sys").modules, "permakey.data.noise", fake)
+
+    def chaser(images):
+        """One keypoint on the painted bar's first row, one far from any bar column."""
+        rows = (images[:, 1, :, 0] == 1.0).float().argmax(dim=1).float()  # (B,)
+        pixels = torch.stack([torch.stack([rows, torch.full_like(rows, 40.0)], -1)] * 2, 1)
+        pixels[:, 1, 0] = (rows + 40) % 84  # (B, 2, 2); second keypoint elsewhere
+        return Detection(from_pixels(pixels, 84, 84))
+
+    models = [KeypointModel("a", chaser), KeypointModel("b", chaser)]
+    out = evaluate_models(models, FakeSplit(False), None, noise=NoiseConfig(), noise_seed=7)
+    bars = draw_bars(np.random.default_rng(7), N, 84, 84, NoiseConfig())
+    for name in ("a", "b"):
+        share = column(out, name)["distractor_share"]["0"]
+        assert share == pytest.approx(0.5)  # exactly the keypoint on the bar, in every frame
+    assert column(out, "a")["distractor_chance"]["0"] == pytest.approx(5 / 84)
+    assert column(out, "a")["distractor_chance"]["2"] == pytest.approx(
+        evaluate.metrics.bar_area_fraction(bars, 5, 2, 84, 84).mean()
+    )
+    assert out["noise"] == {"kind": "horizontal", "width": 5, "colour": [128, 0, 255], "seed": 7}
+    assert "distractor share@2 (chance" in evaluate.format_table(out)
