@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from permakey.config import JsonConfig
+
 
 @dataclass(frozen=True)
-class BatchNormConfig:
+class BatchNormConfig(JsonConfig):
     """BatchNorm settings. PyTorch defaults; Keras's are momentum=0.01 (0.99 there), eps=1e-3."""
 
     momentum: float = 0.1

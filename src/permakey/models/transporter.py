@@ -16,36 +16,20 @@ keypoints (`transport`). Frame a's features and keypoints carry no gradient.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from permakey.keypoints import centres_from_maps, gaussian_windows
+from permakey.config import JsonConfig
+from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows
 from permakey.models.blocks import BatchNormConfig, ConvDecoder, ConvEncoder
 
 
-@dataclass
-class Keypoints:
-    """Keypoints of a batch of frames in the common convention (`permakey.keypoints`).
-
-    Defined here until PermaKey and Transporter share one definition.
-
-    Attributes:
-        centres: (B, K, 2) float32, (y, x) in [-1, 1].
-        windows: (B, K, h, w) float32 in (0, 1], a Gaussian window per keypoint on the
-            keypoint maps' grid.
-    """
-
-    centres: Tensor
-    windows: Tensor
-
-
 @dataclass(frozen=True)
-class TransporterConfig:
+class TransporterConfig(JsonConfig):
     """Architecture of a `Transporter`; defaults are the PermaKey paper's appendix values.
 
     Attributes:
@@ -117,39 +101,10 @@ class TransporterConfig:
         """Height and width of the feature and keypoint maps (42 for the paper)."""
         return self.image_size // self.downsampling
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples as lists, ``bn`` as a nested dict); `from_dict` inverts it."""
-        out = asdict(self)
-        for name in ("channels", "kernels", "strides"):
-            out[name] = list(out[name])
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TransporterConfig:
-        """Builds a config from `to_dict` output; missing keys take their defaults.
-
-        Raises:
-            ValueError: on keys that are not fields (named in the message) or invalid values.
-        """
-        values = dict(_known_keys(cls, data))
-        if "bn" in values and not isinstance(values["bn"], BatchNormConfig):
-            values["bn"] = BatchNormConfig(**_known_keys(BatchNormConfig, values["bn"]))
-        return cls(**values)
-
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"TransporterConfig.{name} must be a positive int, got {value!r}")
-
-
-def _known_keys(cls: type, data: Any) -> Mapping[str, Any]:
-    """Returns ``data`` after checking that it is a mapping of field names of dataclass ``cls``."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{cls.__name__} must be given as a dict, got {data!r}")
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
-    return data
 
 
 PRESETS: dict[str, TransporterConfig] = {

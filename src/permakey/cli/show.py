@@ -1,0 +1,127 @@
+"""`permakey show`: the paper's figures and a GIF of keypoints for trained runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from permakey.data.noise import NOISE_KINDS
+from permakey.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "show",
+        help="draw keypoints, windows and error maps of trained runs (PNG figures and a GIF)",
+        description=(
+            "Draws the paper's figures for trained runs on frames of a dataset split: "
+            "keypoints of every run and PermaKey's error maps per layer on clean and on Noisy "
+            "Atari frames (Figure 2 style), keypoint centres with their Gaussian windows "
+            "(Figure 4 style), the keypoints of runs that differ only in their seed on the same "
+            "frames (Figure 3 style), and an animated GIF of the keypoints following a test "
+            "episode. Keypoint k has the same colour in every picture."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `permakey train`")
+    parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="(default: test)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=4, metavar="N", help="frames per figure (default: 4)"
+    )
+    parser.add_argument(
+        "--noise",
+        default="both",
+        choices=NOISE_KINDS,
+        help="Noisy Atari bars of the noisy variants; none draws clean frames only (default: both)",
+    )
+    parser.add_argument(
+        "--noise-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the bar positions (default: 0)",
+    )
+    parser.add_argument(
+        "--episode-frames",
+        type=int,
+        default=48,
+        metavar="N",
+        help="frames of the GIF, from the longest episode of the split; 0 for no GIF (default: 48)",
+    )
+    parser.add_argument(
+        "--seeds",
+        action="store_true",
+        help="draw all runs together as seeds (Figure 3 style) even if they differ in more "
+        "than their seed; runs that differ only in their seed get that figure anyway",
+    )
+    parser.add_argument("--fps", type=float, default=8.0, help="GIF frame rate (default: 8)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device, or auto: cuda when available (default)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (once complete)"
+    )
+    parser.set_defaults(func=run)
+
+
+def load_shown(runs, device: str):
+    """Trained runs as `ShownModel`s, named by their folders."""
+    import permakey
+    from permakey.evaluation.evaluate import _column_names, seed_group
+    from permakey.training.run import read_run_json
+    from permakey.visualisation.show import ShownModel
+
+    shown = []
+    runs = [Path(run) for run in runs]
+    for run, name in zip(runs, _column_names(runs), strict=True):
+        info = read_run_json(run)
+        loaded = permakey.load(run, device=device)
+        shown.append(
+            ShownModel(
+                name=name,
+                kind=loaded.kind,
+                model=loaded.model.eval(),
+                seed_group=seed_group(info),
+                seed=info.get("train", {}).get("seed"),
+            )
+        )
+    return shown
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from permakey.data.noise import NoiseConfig
+    from permakey.data.store import open_split
+    from permakey.visualisation.show import build_figures, write_figures
+
+    if args.frames < 1:
+        raise UserError(f"--frames must be >= 1, got {args.frames}")
+    if args.episode_frames < 0:
+        raise UserError(f"--episode-frames must be >= 0, got {args.episode_frames}")
+    if args.fps <= 0:
+        raise UserError(f"--fps must be > 0, got {args.fps}")
+    if args.out.exists() and not args.overwrite:
+        raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    split = open_split(args.data, args.split)
+    models = load_shown(args.runs, device)
+    built = build_figures(
+        models,
+        split,
+        game=str(split.meta.get("game", "")),
+        num_frames=args.frames,
+        noise=None if args.noise == "none" else NoiseConfig(kind=args.noise),
+        noise_seed=args.noise_seed,
+        episode_frames=args.episode_frames,
+        all_seeds=args.seeds,
+        device=device,
+    )
+    for path in write_figures(args.out, built, overwrite=args.overwrite, fps=args.fps):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,609 @@
+"""PermaKey: keypoints from local spatial predictability (Gopalakrishnan et al.).
+
+Three modules are trained side by side and no gradient crosses between them (the design
+notes, method.md, give the method in full):
+
+1. ``vae``: a VAE whose encoder provides the feature maps; trained only by its ELBO.
+2. ``lsp``: one local spatial prediction network per chosen encoder layer. Each cuts the
+   layer's (detached) features into p x p cells and predicts every cell from its 8 neighbours;
+   the per-cell prediction error, relative to the cell's mean activation, is the error map.
+3. ``pointnet``: maps the (detached) normalised error-map stack to K keypoints, trained to
+   reconstruct the error maps with the sum of the keypoints' Gaussian windows.
+
+The LSP networks use the efficient form of "an MLP on the concatenated 8 neighbour cells": a
+3 x 3 convolution over the cell grid whose centre tap is zero, then 1 x 1 convolutions. The
+first linear layer's input is the neighbours concatenated in `NEIGHBOUR_OFFSETS` order, so its
+weight ``W`` (hidden, 8 * D) and the conv weight ``w`` (hidden, D, 3, 3) correspond by
+``W[:, n * D + c] = w[:, c, 1 + dy_n, 1 + dx_n]`` (D = p * p * C, cells as F.pixel_unshuffle
+orders them).
+
+Losses and error maps are computed in float32 even under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from permakey.config import JsonConfig
+from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows
+from permakey.models.blocks import BatchNormConfig, ConvDecoder, ConvEncoder
+
+LSP_WIDE = "8ppC"
+"""Marker in `PermaKeyConfig.lsp_hidden` for a width of 8 * p * p * C (the authors' first layer)."""
+
+NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = tuple(
+    (dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)
+)
+"""(dy, dx) cell offsets of the 8 neighbours, in the order the plain form concatenates them."""
+
+
+@dataclass(frozen=True)
+class PermaKeyConfig(JsonConfig):
+    """Every architectural number of PermaKey; the defaults are the paper's appendix."""
+
+    image_size: int = 84
+    """Height and width of the square input images, in pixels."""
+    in_channels: int = 3
+    """Channels of the input images (RGB)."""
+    encoder_channels: tuple[int, ...] = (32, 64, 64, 128)
+    """Output channels of each VAE encoder block (Conv -> BatchNorm -> ReLU)."""
+    encoder_kernels: tuple[int, ...] = (4, 3, 3, 3)
+    """Kernel size of each encoder block."""
+    encoder_strides: tuple[int, ...] = (1, 2, 2, 1)
+    """Stride (1 or 2) of each encoder block; "same" padding."""
+    latent_dim: int = 32
+    """Dimensions of the VAE's diagonal Gaussian latent."""
+    recon_variance: float = 0.1
+    """Fixed variance of the VAE's Gaussian likelihood."""
+    lsp_layers: tuple[int, ...] = (0, 1)
+    """Encoder layers (0-based block indices) that get a local spatial prediction network."""
+    patch_size: int = 2
+    """Side p of the square cells the LSP networks predict; divides each chosen layer's size."""
+    lsp_hidden: tuple[int | str, ...] = (512, 256)
+    """Hidden widths of the LSP MLP; the string "8ppC" stands for 8 * p * p * C of the layer."""
+    lsp_batchnorm: bool = False
+    """BatchNorm after each hidden LSP layer (the authors' code), before its ReLU."""
+    error_map_sqrt: bool = False
+    """Error map from the root of the cell's mean squared error (an earlier revision of the
+    authors' code) instead of the mean squared error itself (the paper, the last revision)."""
+    error_eps: float = 1e-3
+    """Added to the cell's mean target value before dividing the cell's error by it."""
+    num_keypoints: int = 7
+    """Number of keypoints K."""
+    gaussian_sigma: float = 0.1
+    """Width s of the Gaussian windows exp(-d^2 / s^2), grid coordinates in [-1, 1]."""
+    pointnet_channels: tuple[int, ...] | None = None
+    """PointNet block channels; None: the encoder's."""
+    pointnet_kernels: tuple[int, ...] | None = None
+    """PointNet block kernels; None: the encoder's."""
+    pointnet_strides: tuple[int, ...] | None = None
+    """PointNet block strides; None: the encoder's (21 x 21 keypoint maps for 84 x 84 input)."""
+    bn: BatchNormConfig = field(default_factory=BatchNormConfig)
+    """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; tuples keep the config hashable and from_dict(to_dict(c)) == c.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self._validate()
+
+    def _validate(self) -> None:
+        _check_positive_int("image_size", self.image_size)
+        _check_positive_int("in_channels", self.in_channels)
+        _check_conv_stack(
+            "encoder", self.encoder_channels, self.encoder_kernels, self.encoder_strides
+        )
+        _check_positive_int("latent_dim", self.latent_dim)
+        _check_positive_float("recon_variance", self.recon_variance)
+        _check_positive_int("patch_size", self.patch_size)
+        _check_positive_int("num_keypoints", self.num_keypoints)
+        _check_positive_float("gaussian_sigma", self.gaussian_sigma)
+        _check_positive_float("error_eps", self.error_eps)
+        upsampling = 2 ** sum(s == 2 for s in self.encoder_strides)
+        if self.image_size % upsampling:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {upsampling} (2 per stride-2 "
+                f"encoder block, {list(self.encoder_strides)}) for the decoder to restore it"
+            )
+        if not self.lsp_layers or len(set(self.lsp_layers)) != len(self.lsp_layers):
+            raise ValueError(f"lsp_layers must be non-empty and distinct, got {self.lsp_layers}")
+        sizes = [shape[1] for shape in self.feature_shapes]
+        for layer in self.lsp_layers:
+            if not isinstance(layer, int) or not 0 <= layer < len(sizes):
+                raise ValueError(
+                    f"lsp_layers entry {layer!r} is not an encoder layer index in "
+                    f"[0, {len(sizes) - 1}]"
+                )
+            if sizes[layer] % self.patch_size:
+                raise ValueError(
+                    f"patch_size {self.patch_size} does not divide the {sizes[layer]} x "
+                    f"{sizes[layer]} feature map of LSP layer {layer}"
+                )
+        for width in self.lsp_hidden:
+            if width != LSP_WIDE and not (isinstance(width, int) and width >= 1):
+                raise ValueError(
+                    f"lsp_hidden entry {width!r} must be a positive int or {LSP_WIDE!r}"
+                )
+        _check_conv_stack("pointnet", *self.pointnet_stack)
+        if not isinstance(self.bn, BatchNormConfig):
+            raise ValueError(f"bn must be a BatchNormConfig, got {self.bn!r}")
+        if not 0.0 <= self.bn.momentum <= 1.0:
+            raise ValueError(f"bn.momentum {self.bn.momentum} must be in [0, 1]")
+        _check_positive_float("bn.eps", self.bn.eps)
+
+    @property
+    def feature_shapes(self) -> list[tuple[int, int, int]]:
+        """(C, H, W) of each encoder layer's feature map."""
+        shapes, size = [], self.image_size
+        for channels, stride in zip(self.encoder_channels, self.encoder_strides, strict=True):
+            size = -(-size // stride)  # "same" padding: ceil(size / stride)
+            shapes.append((channels, size, size))
+        return shapes
+
+    @property
+    def pointnet_stack(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(channels, kernels, strides) of the PointNet's conv blocks, None resolved."""
+        return (
+            self.encoder_channels if self.pointnet_channels is None else self.pointnet_channels,
+            self.encoder_kernels if self.pointnet_kernels is None else self.pointnet_kernels,
+            self.encoder_strides if self.pointnet_strides is None else self.pointnet_strides,
+        )
+
+    @property
+    def keypoint_map_size(self) -> int:
+        """Side of the PointNet's keypoint maps and Gaussian windows (21 for the paper)."""
+        size = self.image_size
+        for stride in self.pointnet_stack[2]:
+            size = -(-size // stride)
+        return size
+
+    def cell_dim(self, layer: int) -> int:
+        """p * p * C: the length of one cell vector of encoder layer ``layer``."""
+        return self.patch_size**2 * self.feature_shapes[layer][0]
+
+    def lsp_widths(self, layer: int) -> tuple[int, ...]:
+        """Hidden widths of the LSP network of encoder layer ``layer``, "8ppC" resolved."""
+        wide = 8 * self.cell_dim(layer)
+        return tuple(wide if w == LSP_WIDE else int(w) for w in self.lsp_hidden)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_positive_float(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_conv_stack(name: str, channels: Any, kernels: Any, strides: Any) -> None:
+    values = {"channels": channels, "kernels": kernels, "strides": strides}
+    for key, seq in values.items():
+        if not isinstance(seq, tuple) or not seq:
+            raise ValueError(f"{name}_{key} must be a non-empty sequence, got {seq!r}")
+        for v in seq:
+            _check_positive_int(f"{name}_{key} entry", v)
+    if not len(channels) == len(kernels) == len(strides):
+        raise ValueError(
+            f"{name} channels {channels}, kernels {kernels} and strides {strides} differ in length"
+        )
+    if any(s not in (1, 2) for s in strides):
+        raise ValueError(f"{name}_strides must be 1 or 2, got {strides}")
+
+
+PRESETS: dict[str, PermaKeyConfig] = {
+    "paper": PermaKeyConfig(),
+    # The authors' TensorFlow code: an extra 8ppC-wide first LSP layer, BatchNorm in the LSP
+    # networks, Gaussian width 0.12, Keras BatchNorm defaults (momentum 0.99 there = 0.01 here,
+    # eps 1e-3). Its optimizer details (one Adam shared by the four updates of a step, so the
+    # step counter and the decay run 4x faster; Adam eps 1e-7) belong to the training presets.
+    "authors-code": PermaKeyConfig(
+        lsp_hidden=(LSP_WIDE, 512, 256),
+        lsp_batchnorm=True,
+        gaussian_sigma=0.12,
+        bn=BatchNormConfig(momentum=0.01, eps=1e-3),
+    ),
+}
+
+
+@dataclass
+class VAEOutput:
+    """What the VAE computes for a batch.
+
+    Attributes:
+        features: per encoder layer, (B, C_l, H_l, W_l) feature maps (autocast dtype).
+        mean: (B, latent_dim) float32, posterior mean.
+        scale: (B, latent_dim) float32 > 0, posterior standard deviation.
+        reconstruction: (B, in_channels, H, W) float32 in [0, 1].
+    """
+
+    features: list[torch.Tensor]
+    mean: torch.Tensor
+    scale: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+@dataclass
+class PermaKeyOutput:
+    """The result of `PermaKey.forward`.
+
+    Attributes:
+        centres: (B, K, 2) float32, keypoint centres (y, x) in [-1, 1].
+        windows: (B, K, h, w) float32 in (0, 1], Gaussian windows on the keypoint-map grid.
+        error_maps: per LSP layer, (B, H_l / p, W_l / p) float32 >= 0, detached.
+        error_stack: (B, L, H, W) float32 in [0, 1], the error maps resized to the image
+            (nearest) and min-max normalised per image and channel; detached.
+        reconstruction: (B, in_channels, H, W) float32 in [0, 1], the VAE's output.
+        losses: float32 scalars: "vae/recon", "vae/kl", "vae" (their sum, the negative ELBO),
+            "lsp/<layer>" per LSP layer, "lsp" (their sum), "pointnet".
+    """
+
+    centres: torch.Tensor
+    windows: torch.Tensor
+    error_maps: list[torch.Tensor]
+    error_stack: torch.Tensor
+    reconstruction: torch.Tensor
+    losses: dict[str, torch.Tensor]
+
+    @property
+    def total(self) -> torch.Tensor:
+        """vae + lsp + pointnet: one backward gives each module exactly its own loss's gradient."""
+        return self.losses["vae"] + self.losses["lsp"] + self.losses["pointnet"]
+
+
+@contextmanager
+def _float32(device: torch.device) -> Iterator[None]:
+    """Suspends autocast so that the losses and error maps are computed in float32."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
+class VAE(nn.Module):
+    """Conv encoder -> diagonal Gaussian latent -> conv decoder.
+
+    The decoder maps z linearly to the shape of the last encoder layer and then runs the
+    encoder's transpose (`ConvDecoder`), as the paper describes; the authors' code instead maps
+    z to a one-channel map.
+    """
+
+    def __init__(self, config: PermaKeyConfig) -> None:
+        super().__init__()
+        c, h, w = config.feature_shapes[-1]
+        self.top_shape = (c, h, w)
+        self.encoder = ConvEncoder(
+            config.in_channels,
+            config.encoder_channels,
+            config.encoder_kernels,
+            config.encoder_strides,
+            config.bn,
+        )
+        self.to_latent = nn.Linear(c * h * w, 2 * config.latent_dim)
+        self.from_latent = nn.Linear(config.latent_dim, c * h * w)
+        self.decoder = ConvDecoder(
+            c,
+            config.encoder_channels,
+            config.encoder_kernels,
+            config.encoder_strides,
+            config.in_channels,
+            config.bn,
+        )
+
+    def forward(self, images: torch.Tensor) -> VAEOutput:
+        """Encodes, samples z (the mean in eval mode) and decodes.
+
+        Args:
+            images: (B, in_channels, H, W) float in [0, 1].
+        """
+        features = self.encoder(images)
+        # Flatten in (H, W, C) order: free for channels_last features.
+        top = features[-1].permute(0, 2, 3, 1).flatten(1)  # (B, H * W * C)
+        mean, raw_scale = self.to_latent(top).float().chunk(2, dim=1)  # (B, Z) each
+        scale = F.softplus(raw_scale)
+        z = mean + scale * torch.randn_like(mean) if self.training else mean
+        c, h, w = self.top_shape
+        top_hat = self.from_latent(z).view(-1, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W)
+        reconstruction = self.decoder(top_hat).float()
+        return VAEOutput(features, mean, scale, reconstruction)
+
+
+def vae_losses(images: torch.Tensor, out: VAEOutput, variance: float) -> dict[str, torch.Tensor]:
+    """The VAE's negative ELBO terms, float32.
+
+    Reconstruction: the Gaussian negative log-likelihood with fixed variance, without its
+    constant, taken per pixel, i.e. the squared error averaged over the pixels and channels of
+    each image and divided by 2 * variance (0.2), then averaged over the batch. This is
+    method.md's "mean squared error over pixels divided by 0.2" and the authors' code; the sum
+    over pixels (the image's full log-likelihood) would weigh it 3 * 84 * 84 times more
+    against the KL term.
+    KL: KL(N(mean, scale^2) || N(0, 1)) summed over latent dimensions, averaged over the batch.
+
+    Returns:
+        {"vae/recon", "vae/kl", "vae"} scalars; "vae" is their sum.
+    """
+    with _float32(images.device):
+        error = (out.reconstruction.float() - images.float()).square()
+        recon = (error.mean(dim=(1, 2, 3)) / (2.0 * variance)).mean()
+        mean, scale = out.mean.float(), out.scale.float()
+        kl = (0.5 * (mean.square() + scale.square() - 1.0) - scale.log()).sum(dim=1).mean()
+    return {"vae/recon": recon, "vae/kl": kl, "vae": recon + kl}
+
+
+class CentreMaskedConv2d(nn.Conv2d):
+    """A 3 x 3 convolution (zero padding 1) whose centre tap is always zero.
+
+    Applied to a cell grid it is a linear layer on the concatenated 8 neighbour cells (zero
+    cells beyond the border); the mask in forward keeps the centre weight out of both the
+    output and the gradient.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=1)
+        mask = torch.ones(1, 1, 3, 3)
+        mask[..., 1, 1] = 0.0
+        self.register_buffer("centre_mask", mask, persistent=False)
+        with torch.no_grad():
+            self.weight.mul_(mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, h, w) -> (B, C_out, h, w)."""
+        return self._conv_forward(x, self.weight * self.centre_mask, self.bias)
+
+
+class LocalSpatialPredictor(nn.Module):
+    """Predicts every cell of a cell grid from its 8 neighbours (one LSP network).
+
+    Centre-masked 3 x 3 conv to the first hidden width, then 1 x 1 convs; each hidden layer is
+    followed by [BatchNorm ->] ReLU, the output is linear.
+
+    Args:
+        cell_dim: D = p * p * C, the length of a cell vector.
+        hidden: hidden widths (may be empty: a linear predictor).
+        batchnorm: BatchNorm after each hidden layer.
+        bn: BatchNorm settings.
+    """
+
+    def __init__(
+        self, cell_dim: int, hidden: tuple[int, ...], batchnorm: bool, bn: BatchNormConfig
+    ) -> None:
+        super().__init__()
+        widths = [*hidden, cell_dim]
+        layers: list[nn.Module] = [CentreMaskedConv2d(cell_dim, widths[0])]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(w_in, eps=bn.eps, momentum=bn.momentum))
+            layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.Conv2d(w_in, w_out, kernel_size=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) cell grid -> (B, D, h, w) prediction of each cell from its neighbours."""
+        return self.net(cells)
+
+
+def to_cells(features: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cuts feature maps into non-overlapping p x p cells (space to depth).
+
+    Args:
+        features: (B, C, H, W), H and W divisible by p.
+        patch_size: p.
+
+    Returns:
+        (B, C * p * p, H / p, W / p); channel ``c * p * p + i * p + j`` of cell (u, v) is
+        ``features[:, c, u * p + i, v * p + j]``.
+    """
+    return F.pixel_unshuffle(features, patch_size)
+
+
+def cell_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) prediction and target -> (B, h, w) float32 mean squared error per cell."""
+    with _float32(prediction.device):
+        return (prediction.float() - target.float()).square().mean(dim=1)
+
+
+def error_map(
+    cell_error: torch.Tensor, target: torch.Tensor, eps: float = 1e-3, sqrt: bool = False
+) -> torch.Tensor:
+    """A layer's error map: each cell's error relative to its mean activation.
+
+    Args:
+        cell_error: (B, h, w) float, mean squared error per cell (`cell_squared_error`).
+        target: (B, D, h, w), the cells (non-negative: post-ReLU features).
+        eps: added to the denominator.
+        sqrt: use the root of the mean squared error.
+
+    Returns:
+        (B, h, w) float32 >= 0: error / (mean(target) + eps).
+    """
+    with _float32(target.device):
+        error = cell_error.float().sqrt() if sqrt else cell_error.float()
+        return error / (target.float().mean(dim=1) + eps)
+
+
+def normalised_error_stack(error_maps: list[torch.Tensor], size: int) -> torch.Tensor:
+    """Resizes error maps to the image (nearest), stacks them, min-max normalises.
+
+    Args:
+        error_maps: per layer, (B, h_l, w_l) float.
+        size: image height and width.
+
+    Returns:
+        (B, L, size, size) float32 in [0, 1]; per image and channel the minimum is 0 and the
+        maximum 1, or all 0 where the map is constant.
+    """
+    with _float32(error_maps[0].device):
+        stack = torch.cat(
+            [
+                F.interpolate(m.float().unsqueeze(1), size=(size, size), mode="nearest-exact")
+                for m in error_maps
+            ],
+            dim=1,
+        )  # (B, L, size, size)
+        low = stack.amin(dim=(2, 3), keepdim=True)
+        high = stack.amax(dim=(2, 3), keepdim=True)
+        return (stack - low) / (high - low).clamp_min(torch.finfo(torch.float32).tiny)
+
+
+class PointNet(nn.Module):
+    """Error-map stack -> K keypoint maps -> centres (spatial softmax) and Gaussian windows."""
+
+    def __init__(self, config: PermaKeyConfig) -> None:
+        super().__init__()
+        channels, kernels, strides = config.pointnet_stack
+        self.sigma = config.gaussian_sigma
+        self.encoder = ConvEncoder(len(config.lsp_layers), channels, kernels, strides, config.bn)
+        self.head = nn.Conv2d(channels[-1], config.num_keypoints, kernel_size=1)
+
+    def forward(self, error_stack: torch.Tensor) -> Keypoints:
+        """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
+        maps = self.head(self.encoder(error_stack)[-1])  # (B, K, h, w)
+        centres = centres_from_maps(maps)  # (B, K, 2), float32
+        return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
+
+
+def pointnet_loss(windows: torch.Tensor, error_stack: torch.Tensor) -> torch.Tensor:
+    """MSE between the summed windows, resized to the image, and every error-map channel.
+
+    The windows are resized bilinearly with aligned corners: the grid's -1 and +1 then stay on
+    the first and last pixel centres, as `permakey.keypoints` defines them, so each window
+    keeps its centre in the image (nearest, as in the authors' code, shifts it by up to 1.5
+    pixels at 21 -> 84) and stays smooth.
+
+    Args:
+        windows: (B, K, h, w) float.
+        error_stack: (B, L, H, W) float in [0, 1] (detached).
+
+    Returns:
+        Scalar float32.
+    """
+    with _float32(windows.device):
+        total = windows.float().sum(dim=1, keepdim=True)  # (B, 1, h, w)
+        total = F.interpolate(
+            total, size=error_stack.shape[-2:], mode="bilinear", align_corners=True
+        )  # (B, 1, H, W)
+        return (total - error_stack.float()).square().mean()
+
+
+class PermaKey(nn.Module):
+    """The PermaKey model: VAE, one LSP network per chosen layer, PointNet.
+
+    Args:
+        config: the architecture; `PRESETS` holds the paper's and the authors' code's.
+    """
+
+    def __init__(self, config: PermaKeyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vae = VAE(config)
+        self.lsp = nn.ModuleList(
+            LocalSpatialPredictor(
+                config.cell_dim(layer), config.lsp_widths(layer), config.lsp_batchnorm, config.bn
+            )
+            for layer in config.lsp_layers
+        )
+        self.pointnet = PointNet(config)
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        c, s = self.config.in_channels, self.config.image_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (c, s, s):
+            raise ValueError(f"images must be (B, {c}, {s}, {s}), got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype}")
+
+    def _local_prediction(
+        self, features: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per LSP layer: (B, h, w) float32 cell squared errors and (detached) error maps."""
+        cell_errors, error_maps = [], []
+        for layer, lsp in zip(self.config.lsp_layers, self.lsp, strict=True):
+            cells = to_cells(features[layer].detach(), self.config.patch_size)  # (B, D, h, w)
+            cell_error = cell_squared_error(lsp(cells), cells)  # (B, h, w)
+            cell_errors.append(cell_error)
+            error_maps.append(
+                error_map(
+                    cell_error.detach(),
+                    cells,
+                    self.config.error_eps,
+                    self.config.error_map_sqrt,
+                )
+            )
+        return cell_errors, error_maps
+
+    def forward(self, images: torch.Tensor) -> PermaKeyOutput:
+        """Runs all three modules and computes their losses.
+
+        Args:
+            images: (B, in_channels, H, W) float in [0, 1]; any memory format.
+
+        Returns:
+            `PermaKeyOutput`; its `total` is the loss to minimise.
+
+        Raises:
+            ValueError: for images of the wrong shape or dtype.
+        """
+        self._check_images(images)
+        vae_out = self.vae(images)
+        losses = vae_losses(images, vae_out, self.config.recon_variance)
+        cell_errors, error_maps = self._local_prediction(vae_out.features)
+        for layer, cell_error in zip(self.config.lsp_layers, cell_errors, strict=True):
+            losses[f"lsp/{layer}"] = cell_error.mean()
+        losses["lsp"] = torch.stack([losses[f"lsp/{la}"] for la in self.config.lsp_layers]).sum()
+        error_stack = normalised_error_stack(error_maps, self.config.image_size)
+        keypoints = self.pointnet(error_stack)
+        losses["pointnet"] = pointnet_loss(keypoints.windows, error_stack)
+        return PermaKeyOutput(
+            centres=keypoints.centres,
+            windows=keypoints.windows,
+            error_maps=error_maps,
+            error_stack=error_stack,
+            reconstruction=vae_out.reconstruction,
+            losses=losses,
+        )
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor) -> Keypoints:
+        """Keypoints only (no decoder, no losses, no gradients); call `eval()` first for inference.
+
+        Args:
+            images: (B, in_channels, H, W) float in [0, 1].
+
+        Returns:
+            `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w).
+        """
+        return self.pointnet(self.error_stack(images))
+
+    @torch.no_grad()
+    def error_stack(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised error maps only (no decoder, no losses, no gradients).
+
+        Args:
+            images: (B, in_channels, H, W) float in [0, 1].
+
+        Returns:
+            (B, L, H, W) float32 in [0, 1], as `PermaKeyOutput.error_stack`.
+        """
+        self._check_images(images)
+        _, error_maps = self._local_prediction(self.vae.encoder(images))
+        return normalised_error_stack(error_maps, self.config.image_size)
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features per layer: list of (B, C_l, H_l, W_l), e.g. to pool keypoint features."""
+        self._check_images(images)
+        return self.vae.encoder(images)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Disjoint parameter lists "vae", "lsp", "pointnet" that cover all parameters."""
+        return {
+            "vae": list(self.vae.parameters()),
+            "lsp": list(self.lsp.parameters()),
+            "pointnet": list(self.pointnet.parameters()),
+        }

@@ -1,0 +1,280 @@
+"""What `permakey show` draws: trained models on a dataset split, turned into the paper's figures.
+
+`infer` runs one model on frames and returns centres, windows and (PermaKey only) its error
+maps per LSP layer. `build_figures` picks test frames, paints the same Noisy Atari bars for
+every model, and assembles the figures of `permakey.visualisation.figures` by file name;
+`write_figures` writes them into one folder atomically. The command line (`cli/show.py`) only
+loads the runs and calls these.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from permakey.fileio import atomic_dir
+from permakey.visualisation import figures
+
+
+@dataclass
+class ShownModel:
+    """A trained model as the figures need it.
+
+    Attributes:
+        name: label in the figures (the run folder's name).
+        kind: "permakey" or "transporter".
+        model: the module, with `detect(images) -> Keypoints`; PermaKey's `forward` also gives
+            `error_maps`.
+        seed_group: runs with the same non-None value differ only in their seed.
+        seed: the run's seed, where known (labels of the Figure 3 style figure).
+    """
+
+    name: str
+    kind: str
+    model: nn.Module
+    seed_group: str | None = None
+    seed: int | None = None
+
+
+@dataclass
+class Inference:
+    """One model's outputs on N frames, as numpy arrays.
+
+    Attributes:
+        centres: (N, K, 2) float32, (y, x) in [-1, 1].
+        windows: (N, K, h, w) float32 in [0, 1], on the model's keypoint-map grid.
+        error_maps: per LSP layer, (N, h_l, w_l) float32 >= 0; empty for models without them.
+    """
+
+    centres: np.ndarray
+    windows: np.ndarray
+    error_maps: list[np.ndarray]
+
+
+def _images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return tensor.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+
+
+@torch.no_grad()
+def infer(
+    shown: ShownModel,
+    frames: np.ndarray,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    error_maps: bool = True,
+) -> Inference:
+    """Runs a model on frames in eval mode.
+
+    Args:
+        shown: the model.
+        frames: (N, H, W, 3) uint8.
+        device: torch device.
+        batch_size: frames per forward pass.
+        error_maps: also compute PermaKey's per-layer error maps (a full forward pass, VAE
+            decoder included); False runs `detect` only.
+
+    Returns:
+        `Inference` with N entries.
+    """
+    device = torch.device(device)
+    model = shown.model.to(device).eval()
+    with_maps = error_maps and shown.kind == "permakey"
+    centres, windows, maps = [], [], []
+    for start in range(0, len(frames), batch_size):
+        images = _images(frames[start : start + batch_size], device)
+        # PermaKey's forward gives the per-layer error maps that `detect` does not return.
+        out = model(images) if with_maps else model.detect(images)
+        centres.append(out.centres.float().cpu().numpy())
+        windows.append(out.windows.float().cpu().numpy())
+        if with_maps:
+            maps.append([m.float().cpu().numpy() for m in out.error_maps])
+    return Inference(
+        centres=np.concatenate(centres),
+        windows=np.concatenate(windows),
+        error_maps=[np.concatenate(layer) for layer in zip(*maps, strict=True)] if maps else [],
+    )
+
+
+def spread_indices(count: int, n: int) -> np.ndarray:
+    """``n`` indices spread evenly over ``range(count)`` (all of them when ``n >= count``)."""
+    if count < 1:
+        raise ValueError("the split has no frames")
+    return np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(np.int64))
+
+
+def episode_indices(episode: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first ``n`` steps of the longest episode, in step order."""
+    episode, step = np.asarray(episode), np.asarray(step)
+    ids, counts = np.unique(episode, return_counts=True)
+    members = np.flatnonzero(episode == ids[counts.argmax()])
+    return members[np.argsort(step[members], kind="stable")][:n]
+
+
+def _frame_labels(split, index: np.ndarray) -> list[str]:
+    episode, step = np.asarray(split.episode), np.asarray(split.step)
+    return [f"episode {episode[i]}, step {step[i]}" for i in index]
+
+
+def _paint(frames: np.ndarray, noise, seed: int) -> np.ndarray:
+    """The frames with Noisy Atari bars, drawn from ``seed`` (so every model sees the same)."""
+    from permakey.data.noise import draw_bars, paint_bars
+
+    n, h, w, _ = frames.shape
+    bars = draw_bars(np.random.default_rng(seed), n, h, w, noise)
+    return paint_bars(frames, bars, noise)
+
+
+def _keypoint_figure(models, inferred, frames, labels, title) -> Image.Image:
+    error_maps = {}
+    for shown, result in zip(models, inferred, strict=True):
+        layers = getattr(shown.model.config, "lsp_layers", range(len(result.error_maps)))
+        for layer, maps in zip(layers, result.error_maps, strict=True):
+            error_maps[f"{shown.name} error map, layer {layer}"] = maps
+    return figures.keypoint_figure(
+        frames,
+        {m.name: r.centres for m, r in zip(models, inferred, strict=True)},
+        error_maps,
+        title,
+        labels,
+    )
+
+
+def seed_groups(models: Sequence[ShownModel], all_seeds: bool = False) -> list[list[int]]:
+    """Groups of two or more models that differ only in their seed (indices into ``models``).
+
+    Args:
+        models: the models.
+        all_seeds: treat every model as a seed of one group (``--seeds``).
+    """
+    if all_seeds:
+        return [list(range(len(models)))] if len(models) > 1 else []
+    groups: dict[str, list[int]] = {}
+    for i, shown in enumerate(models):
+        if shown.seed_group is not None:
+            groups.setdefault(shown.seed_group, []).append(i)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def build_figures(
+    models: Sequence[ShownModel],
+    split,
+    game: str = "",
+    num_frames: int = 4,
+    noise=None,
+    noise_seed: int = 0,
+    episode_frames: int = 48,
+    all_seeds: bool = False,
+    device: str | torch.device = "cpu",
+) -> dict[str, Image.Image | list[Image.Image]]:
+    """Every figure of `permakey show`, by file name.
+
+    Args:
+        models: the models, in row order.
+        split: a `permakey.data.store.Split` (read_frames, episode, step, len).
+        game: game name for the titles.
+        num_frames: frames (columns) of the still figures, spread over the split.
+        noise: a `permakey.data.noise.NoiseConfig` for the Noisy Atari variants; None or kind
+            "none" for clean frames only.
+        noise_seed: seed of the bar positions.
+        episode_frames: frames of the animation (the first steps of the longest episode).
+        all_seeds: draw every model in the Figure 3 style figure, seeds or not.
+        device: torch device.
+
+    Returns:
+        "figure2_clean.png", "figure4_windows.png", "episode_clean.gif" always;
+        "figure2_noisy.png" and "episode_noisy.gif" with noise; "figure3_seeds.png" (or
+        "figure3_seeds_<i>.png" for several groups) for models that differ only in seed.
+        PNG entries are images, GIF entries lists of frames.
+    """
+    if not models:
+        raise ValueError("no models to show")
+    noisy = noise is not None and noise.kind != "none"
+    prefix = f"{game}: " if game else ""
+    still = spread_indices(len(split), num_frames)
+    clean = split.read_frames(still)
+    labels = _frame_labels(split, still)
+    variants = {"clean": clean}
+    if noisy:
+        variants["noisy"] = _paint(clean, noise, noise_seed)
+    out: dict[str, Image.Image | list[Image.Image]] = {}
+    for variant, frames in variants.items():
+        inferred = [infer(m, frames, device) for m in models]
+        what = "clean frames" if variant == "clean" else f"Noisy Atari ({noise.kind} bars)"
+        out[f"figure2_{variant}.png"] = _keypoint_figure(
+            models, inferred, frames, labels, f"{prefix}keypoints and error maps, {what}"
+        )
+        if variant == "clean":
+            out["figure4_windows.png"] = figures.window_figure(
+                frames,
+                {m.name: (r.centres, r.windows) for m, r in zip(models, inferred, strict=True)},
+                f"{prefix}keypoint centres and Gaussian windows, clean frames",
+                labels,
+            )
+            groups = seed_groups(models, all_seeds)
+            for g, members in enumerate(groups):
+                name = "figure3_seeds.png" if len(groups) == 1 else f"figure3_seeds_{g}.png"
+                runs = {_seed_label(models[i]): inferred[i].centres for i in members}
+                out[name] = figures.seed_figure(
+                    frames, runs, f"{prefix}keypoints of {len(members)} seeds", labels
+                )
+
+    if episode_frames > 0:
+        index = episode_indices(split.episode, split.step, episode_frames)
+        frames = split.read_frames(index)
+        step = np.asarray(split.step)[index]
+        episode = np.asarray(split.episode)[index[0]]
+        for variant in variants:
+            shown_frames = frames if variant == "clean" else _paint(frames, noise, noise_seed + 1)
+            keypoints = {
+                m.name: infer(m, shown_frames, device, error_maps=False).centres for m in models
+            }
+            out[f"episode_{variant}.gif"] = figures.keypoint_animation(
+                shown_frames,
+                keypoints,
+                f"{prefix}episode {episode}, {variant}",
+                [f"step {s}" for s in step],
+            )
+    return out
+
+
+def _seed_label(shown: ShownModel) -> str:
+    return shown.name if shown.seed is None else f"seed {shown.seed} ({shown.name})"
+
+
+def write_figures(
+    out_dir: str | os.PathLike,
+    built: dict[str, Image.Image | list[Image.Image]],
+    overwrite: bool = False,
+    fps: float = 8.0,
+) -> list[Path]:
+    """Writes figures from `build_figures` into a new folder; all or nothing.
+
+    Args:
+        out_dir: the folder; it must not exist unless ``overwrite``.
+        built: file name -> image (PNG) or list of frames (GIF).
+        overwrite: replace an existing folder (only once the new one is complete).
+        fps: frame rate of the GIFs.
+
+    Returns:
+        The written paths under ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        for name, item in built.items():
+            if name.endswith(".gif"):
+                figures.save_gif(item, tmp / name, fps)
+            else:
+                figures.save_png(item, tmp / name)
+    return [out_dir / name for name in built]

@@ -1,0 +1,474 @@
+"""Tests of the PermaKey model: shapes, the LSP efficient form, module isolation, config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from permakey.models.blocks import BatchNormConfig
+from permakey.models.permakey import (
+    LSP_WIDE,
+    NEIGHBOUR_OFFSETS,
+    PRESETS,
+    CentreMaskedConv2d,
+    LocalSpatialPredictor,
+    PermaKey,
+    PermaKeyConfig,
+    normalised_error_stack,
+)
+
+SMALL = PermaKeyConfig(
+    image_size=16,
+    encoder_channels=(4, 8),
+    encoder_kernels=(3, 3),
+    encoder_strides=(1, 2),
+    latent_dim=4,
+    lsp_layers=(0, 1),
+    patch_size=2,
+    lsp_hidden=(16, 8),
+    num_keypoints=3,
+)
+SMALL_BN = dataclasses.replace(SMALL, lsp_hidden=(LSP_WIDE, 8), lsp_batchnorm=True)
+
+
+def make_model(config: PermaKeyConfig, seed: int = 0) -> PermaKey:
+    torch.manual_seed(seed)
+    return PermaKey(config)
+
+
+def images_for(config: PermaKeyConfig, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    size = (batch, config.in_channels, config.image_size, config.image_size)
+    return torch.rand(size, generator=gen)
+
+
+def plain_lsp(lsp: LocalSpatialPredictor, cells: torch.Tensor) -> torch.Tensor:
+    """The plain form: concatenate the 8 neighbour cells (zero beyond the border), apply the MLP.
+
+    The MLP's weights are the conv weights read as linear layers: the first layer's input
+    block n holds neighbour NEIGHBOUR_OFFSETS[n], i.e. conv tap (1 + dy, 1 + dx).
+
+    Args:
+        cells: (B, D, h, w).
+
+    Returns:
+        (B, D, h, w) predictions.
+    """
+    b, d, h, w = cells.shape
+    padded = F.pad(cells, (1, 1, 1, 1))
+    neighbours = torch.cat(
+        [padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOUR_OFFSETS],
+        dim=1,
+    )  # (B, 8 * D, h, w)
+    x = neighbours.permute(0, 2, 3, 1).reshape(b * h * w, 8 * d)  # one row per cell
+    first, *rest = list(lsp.net)
+    weight = torch.cat([first.weight[:, :, 1 + dy, 1 + dx] for dy, dx in NEIGHBOUR_OFFSETS], 1)
+    x = x @ weight.T + first.bias
+    for layer in rest:
+        if isinstance(layer, nn.BatchNorm2d):
+            stats = (None, None) if layer.training else (layer.running_mean, layer.running_var)
+            x = F.batch_norm(x, *stats, layer.weight, layer.bias, layer.training, 0.0, layer.eps)
+        elif isinstance(layer, nn.ReLU):
+            x = x.relu()
+        else:
+            x = x @ layer.weight[:, :, 0, 0].T + layer.bias
+    return x.view(b, h, w, d).permute(0, 3, 1, 2)
+
+
+def plain_cells(features: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C * p * p, H / p, W / p) cells, written out without pixel_unshuffle."""
+    b, c, hh, ww = features.shape
+    x = features.view(b, c, hh // p, p, ww // p, p)
+    return x.permute(0, 1, 3, 5, 2, 4).reshape(b, c * p * p, hh // p, ww // p)
+
+
+# --- shapes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["paper", "authors-code", "small"])
+def test_forward_shapes_and_losses(name: str) -> None:
+    config = SMALL if name == "small" else PRESETS[name]
+    model = make_model(config)
+    images = images_for(config)
+    out = model(images)
+    b, k, s, m = 2, config.num_keypoints, config.image_size, config.keypoint_map_size
+    assert out.centres.shape == (b, k, 2)
+    assert out.windows.shape == (b, k, m, m)
+    assert out.reconstruction.shape == images.shape
+    assert out.reconstruction.min() >= 0.0 and out.reconstruction.max() <= 1.0
+    assert out.error_stack.shape == (b, len(config.lsp_layers), s, s)
+    sizes = [config.feature_shapes[layer][1] // config.patch_size for layer in config.lsp_layers]
+    assert [tuple(e.shape) for e in out.error_maps] == [(b, n, n) for n in sizes]
+    layer_keys = [f"lsp/{layer}" for layer in config.lsp_layers]
+    expected = {"vae/recon", "vae/kl", "vae", "lsp", "pointnet", *layer_keys}
+    assert set(out.losses) == expected
+    for key, loss in out.losses.items():
+        assert loss.shape == () and loss.dtype == torch.float32 and torch.isfinite(loss), key
+    losses = out.losses
+    torch.testing.assert_close(losses["vae"], losses["vae/recon"] + losses["vae/kl"])
+    torch.testing.assert_close(losses["lsp"], sum(losses[key] for key in layer_keys))
+    torch.testing.assert_close(out.total, losses["vae"] + losses["lsp"] + losses["pointnet"])
+
+
+def test_paper_sizes() -> None:
+    config = PRESETS["paper"]
+    assert config.feature_shapes == [(32, 84, 84), (64, 42, 42), (64, 21, 21), (128, 21, 21)]
+    assert config.keypoint_map_size == 21
+    wider = dataclasses.replace(config, pointnet_strides=(1, 2, 1, 1))
+    assert wider.keypoint_map_size == 42
+    assert make_model(wider).detect(images_for(wider)).windows.shape == (2, 7, 42, 42)
+
+
+def test_authors_code_preset() -> None:
+    config = PRESETS["authors-code"]
+    assert config.lsp_widths(0) == (8 * 2 * 2 * 32, 512, 256)
+    assert config.lsp_widths(1) == (8 * 2 * 2 * 64, 512, 256)
+    assert config.gaussian_sigma == 0.12
+    model = make_model(config)
+    norms = [m for m in model.lsp.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 6
+    everywhere = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(n.momentum == 0.01 and n.eps == 1e-3 for n in everywhere)
+    assert not any(
+        isinstance(m, nn.BatchNorm2d) for m in make_model(PRESETS["paper"]).lsp.modules()
+    )
+
+
+# --- the LSP network ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_lsp_efficient_form_equals_plain_form(batchnorm: bool, training: bool) -> None:
+    torch.manual_seed(0)
+    lsp = LocalSpatialPredictor(12, (20, 10), batchnorm, BatchNormConfig())
+    if batchnorm:  # non-trivial running statistics for eval mode
+        lsp(torch.rand(4, 12, 5, 6))
+    lsp.train(training)
+    cells = torch.rand(3, 12, 5, 6)
+    torch.testing.assert_close(lsp(cells), plain_lsp(lsp, cells), atol=1e-5, rtol=1e-5)
+
+
+def test_centre_cell_does_not_predict_itself() -> None:
+    torch.manual_seed(0)
+    lsp = LocalSpatialPredictor(8, (16,), False, BatchNormConfig())
+    cells = torch.rand(1, 8, 6, 6)
+    changed = cells.clone()
+    changed[0, :, 2, 3] += 5.0
+    diff = (lsp(changed) - lsp(cells)).abs().sum(dim=1)[0]  # (6, 6)
+    assert diff[2, 3] == 0.0
+    for dy, dx in NEIGHBOUR_OFFSETS:
+        assert diff[2 + dy, 3 + dx] > 0.0
+    far = torch.ones(6, 6, dtype=torch.bool)
+    far[1:4, 2:5] = False
+    assert torch.all(diff[far] == 0.0)
+    conv = lsp.net[0]
+    assert isinstance(conv, CentreMaskedConv2d)
+    lsp(cells).square().sum().backward()
+    assert torch.all(conv.weight.grad[:, :, 1, 1] == 0.0)
+    assert torch.all(conv.weight[:, :, 1, 1] == 0.0)
+
+
+@pytest.mark.parametrize("config", [SMALL, SMALL_BN], ids=["small", "small-bn"])
+def test_model_error_maps_and_lsp_losses_match_plain_form(config: PermaKeyConfig) -> None:
+    model = make_model(config).eval()
+    images = images_for(config, batch=3)
+    out = model(images)
+    features = model.feature_maps(images)
+    for i, layer in enumerate(config.lsp_layers):
+        cells = plain_cells(features[layer], config.patch_size)  # (B, D, h, w)
+        squared = (plain_lsp(model.lsp[i], cells) - cells).square()
+        expected = squared.mean(dim=1) / (cells.mean(dim=1) + 1e-3)
+        torch.testing.assert_close(out.error_maps[i], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.losses[f"lsp/{layer}"], squared.mean())
+
+
+def test_error_map_sqrt_option() -> None:
+    base = make_model(SMALL).eval()
+    root = make_model(dataclasses.replace(SMALL, error_map_sqrt=True)).eval()
+    images = images_for(SMALL)
+    a, b = base(images), root(images)
+    features = base.feature_maps(images)
+    cells = plain_cells(features[0], 2)
+    denominator = cells.mean(dim=1) + 1e-3
+    torch.testing.assert_close(
+        b.error_maps[0], (a.error_maps[0] * denominator).sqrt() / denominator
+    )
+
+
+# --- losses and isolation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [SMALL, SMALL_BN], ids=["small", "small-bn"])
+def test_each_loss_reaches_only_its_own_module(config: PermaKeyConfig) -> None:
+    model = make_model(config).train()
+    out = model(images_for(config, batch=3))
+    modules = {"vae": model.vae, "pointnet": model.pointnet}
+    modules.update({f"lsp/{layer}": model.lsp[i] for i, layer in enumerate(config.lsp_layers)})
+    params = {name: list(module.parameters()) for name, module in modules.items()}
+    for loss_name in modules:
+        everything = [p for ps in params.values() for p in ps]
+        grads = torch.autograd.grad(
+            out.losses[loss_name], everything, retain_graph=True, allow_unused=True
+        )
+        by_param = dict(zip(map(id, everything), grads, strict=True))
+        for owner, owned in params.items():
+            got = [by_param[id(p)] for p in owned]
+            nonzero = any(g is not None and g.abs().sum() > 0 for g in got)
+            assert nonzero == (owner == loss_name), (loss_name, owner)
+
+
+def test_param_groups_are_disjoint_and_cover_the_model() -> None:
+    model = make_model(SMALL_BN)
+    groups = model.param_groups()
+    assert set(groups) == {"vae", "lsp", "pointnet"}
+    ids = [id(p) for group in groups.values() for p in group]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters()}
+
+
+def test_vae_losses_follow_the_documented_formulas() -> None:
+    model = make_model(SMALL).eval()
+    images = images_for(SMALL)
+    out = model(images)
+    recon = ((out.reconstruction - images) ** 2).mean(dim=(1, 2, 3)) / 0.2
+    torch.testing.assert_close(out.losses["vae/recon"], recon.mean())
+    features = model.feature_maps(images)
+    top = features[-1].permute(0, 2, 3, 1).flatten(1)
+    mean, raw = model.vae.to_latent(top).chunk(2, dim=1)
+    posterior = torch.distributions.Normal(mean, F.softplus(raw))
+    prior = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
+    kl = torch.distributions.kl_divergence(posterior, prior).sum(dim=1).mean()
+    torch.testing.assert_close(out.losses["vae/kl"], kl)
+
+
+def test_vae_samples_in_training_and_uses_the_mean_in_eval() -> None:
+    model = make_model(SMALL)
+    images = images_for(SMALL)
+    model.eval()
+    torch.testing.assert_close(model(images).reconstruction, model(images).reconstruction)
+    model.train()
+    assert not torch.allclose(model(images).reconstruction, model(images).reconstruction)
+
+
+def test_pointnet_loss_compares_summed_windows_with_every_channel() -> None:
+    model = make_model(SMALL).eval()
+    out = model(images_for(SMALL))
+    s = SMALL.image_size
+    summed = F.interpolate(
+        out.windows.sum(1, keepdim=True), (s, s), mode="bilinear", align_corners=True
+    )
+    expected = ((summed - out.error_stack) ** 2).mean()
+    torch.testing.assert_close(out.losses["pointnet"], expected)
+
+
+# --- error stack, detection -----------------------------------------------------------
+
+
+def test_error_stack_is_min_max_normalised_per_image_and_channel() -> None:
+    out = make_model(SMALL)(images_for(SMALL, batch=3))
+    stack = out.error_stack
+    assert not stack.requires_grad
+    torch.testing.assert_close(stack.amin(dim=(2, 3)), torch.zeros(3, 2))
+    torch.testing.assert_close(stack.amax(dim=(2, 3)), torch.ones(3, 2))
+    # Nearest resize: each 2 x 2 cell of layer 0 fills a 2 x 2 block of the 16 x 16 image.
+    block = stack[:, 0].unfold(1, 2, 2).unfold(2, 2, 2)  # (B, 8, 8, 2, 2)
+    assert torch.all(block == block[..., :1, :1])
+
+
+def test_error_stack_of_constant_maps_is_zero() -> None:
+    maps = [torch.full((2, 4, 4), 3.0), torch.rand(2, 2, 2)]
+    stack = normalised_error_stack(maps, 8)
+    assert torch.all(stack[:, 0] == 0.0)
+    torch.testing.assert_close(stack[:, 1].amax(dim=(1, 2)), torch.ones(2))
+
+
+def test_detect_matches_forward_in_eval_mode() -> None:
+    model = make_model(PRESETS["paper"]).eval()
+    images = images_for(PRESETS["paper"])
+    keypoints = model.detect(images)
+    assert keypoints.centres.shape == (2, 7, 2)
+    assert keypoints.centres.abs().max() <= 1.0
+    assert not keypoints.centres.requires_grad
+    out = model(images)
+    torch.testing.assert_close(keypoints.centres, out.centres)
+    torch.testing.assert_close(keypoints.windows, out.windows)
+    torch.testing.assert_close(model.error_stack(images), out.error_stack)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16), (2, 1, 16, 16), (2, 3, 17, 16)])
+def test_bad_images_raise(shape: tuple[int, ...]) -> None:
+    model = make_model(SMALL)
+    with pytest.raises(ValueError, match="images must be"):
+        model(torch.rand(shape))
+    with pytest.raises(ValueError, match="float"):
+        model.detect(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+
+
+def test_bf16_autocast_keeps_losses_and_error_maps_in_float32() -> None:
+    model = make_model(SMALL).eval()
+    images = images_for(SMALL)
+    reference = model(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images)
+    assert all(loss.dtype == torch.float32 for loss in out.losses.values())
+    assert all(e.dtype == torch.float32 for e in out.error_maps)
+    assert out.error_stack.dtype == out.windows.dtype == out.centres.dtype == torch.float32
+    assert out.reconstruction.dtype == torch.float32
+    torch.testing.assert_close(
+        out.losses["vae/recon"], reference.losses["vae/recon"], rtol=0.05, atol=0
+    )
+
+
+def test_channels_last_gives_the_same_result() -> None:
+    model = make_model(SMALL_BN).eval()
+    images = images_for(SMALL_BN)
+    reference = model(images)
+    model = model.to(memory_format=torch.channels_last)
+    out = model(images.contiguous(memory_format=torch.channels_last))
+    for key, loss in reference.losses.items():
+        torch.testing.assert_close(out.losses[key], loss, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.centres, reference.centres, atol=1e-5, rtol=1e-4)
+
+
+# --- config ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PRESETS["paper"],
+        PRESETS["authors-code"],
+        SMALL_BN,
+        dataclasses.replace(SMALL, pointnet_strides=(1, 1)),
+    ],
+)
+def test_config_round_trip(config: PermaKeyConfig) -> None:
+    d = config.to_dict()
+    assert PermaKeyConfig.from_dict(d) == config
+    assert PermaKeyConfig.from_dict(json.loads(json.dumps(d))) == config
+    assert json.loads(json.dumps(d)) == d  # JSON-safe: only lists, dicts and scalars
+
+
+def test_pointnet_defaults_follow_the_encoder() -> None:
+    config = dataclasses.replace(SMALL, encoder_kernels=(5, 3))
+    assert config.pointnet_stack == ((4, 8), (5, 3), (1, 2))
+    model = make_model(config)
+    assert model.pointnet.encoder.blocks[0][0].kernel_size == (5, 5)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"lsp_layers": (0, 4)}, "4"),
+        ({"lsp_layers": ()}, "lsp_layers"),
+        ({"patch_size": 5}, "5"),
+        ({"num_keypoints": 0}, "num_keypoints"),
+        ({"gaussian_sigma": 0.0}, "gaussian_sigma"),
+        ({"gaussian_sigma": -0.1}, "-0.1"),
+        ({"lsp_hidden": (512, "wide")}, "wide"),
+        ({"encoder_strides": (1, 3, 2, 1)}, "3"),
+        ({"encoder_kernels": (4, 3, 3)}, "differ in length"),
+        ({"image_size": 86}, "86"),
+        ({"recon_variance": 0}, "recon_variance"),
+        ({"pointnet_strides": (1, 2)}, "pointnet"),
+        ({"error_eps": 0.0}, "error_eps"),
+        ({"bn": BatchNormConfig(momentum=1.5)}, "1.5"),
+    ],
+)
+def test_bad_configs_raise_naming_the_value(changes: dict, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        PermaKeyConfig(**changes)
+
+
+def test_from_dict_rejects_unknown_keys() -> None:
+    d = PRESETS["paper"].to_dict()
+    with pytest.raises(ValueError, match="num_keypoint_s"):
+        PermaKeyConfig.from_dict({**d, "num_keypoint_s": 3})
+    with pytest.raises(ValueError, match="momentun"):
+        PermaKeyConfig.from_dict({**d, "bn": {"momentun": 0.1}})
+
+
+# --- learning -------------------------------------------------------------------------
+
+
+def sprite_batch(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 4 x 4 magenta sprite at a random place over smooth periodic stripes of random phase.
+
+    Returns:
+        images (n, 3, size, size) float in [0, 1], sprite mask (n, size, size) bool.
+    """
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    phase = torch.rand(n, 1, 1, generator=gen) * 2 * math.pi
+    images = torch.stack(
+        [
+            0.5 + 0.3 * torch.sin(2 * math.pi * xx / 8 + phase),
+            0.5 + 0.3 * torch.cos(2 * math.pi * yy / 8 + phase),
+            torch.full((n, size, size), 0.3),
+        ],
+        dim=1,
+    )
+    mask = torch.zeros(n, size, size, dtype=torch.bool)
+    corners = torch.randint(0, size - 4, (n, 2), generator=gen)
+    for i, (r, c) in enumerate(corners.tolist()):
+        images[i, :, r : r + 4, c : c + 4] = torch.tensor([1.0, 0.1, 0.9])[:, None, None]
+        mask[i, r : r + 4, c : c + 4] = True
+    return images, mask
+
+
+def sprite_contrast(model: PermaKey, images: torch.Tensor, mask: torch.Tensor) -> list[float]:
+    """Per LSP layer: mean error on sprite cells / mean error on cells 3+ cells away from it."""
+    with torch.no_grad():
+        error_maps = model.eval()(images).error_maps
+    model.train()
+    ratios = []
+    for error in error_maps:
+        cell = images.shape[-1] // error.shape[-1]
+        on_sprite = F.max_pool2d(mask[:, None].float(), cell)[:, 0] > 0  # (B, h, w)
+        near = F.max_pool2d(on_sprite[:, None].float(), 5, 1, 2)[:, 0] > 0
+        ratios.append((error[on_sprite].mean() / error[~near].mean()).item())
+    return ratios
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second thread only adds contention on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_error_maps_learn_to_light_up_an_unpredictable_sprite(one_thread) -> None:
+    config = PermaKeyConfig(
+        image_size=32,
+        encoder_channels=(8, 16),
+        encoder_kernels=(3, 3),
+        encoder_strides=(1, 2),
+        latent_dim=8,
+        lsp_layers=(0, 1),
+        lsp_hidden=(32,),
+        num_keypoints=2,
+    )
+    model = make_model(config)
+    gen = torch.Generator().manual_seed(0)
+    test_images, test_mask = sprite_batch(64, 32, gen)
+    before = sprite_contrast(model, test_images, test_mask)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(100):
+        images, _ = sprite_batch(16, 32, gen)
+        loss = model(images).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = sprite_contrast(model, test_images, test_mask)
+    # Untrained, sprite and background cells err alike (ratio about 1).
+    assert min(after) > 2.0, (before, after)
+    assert all(a > 1.5 * b for a, b in zip(after, before, strict=True)), (before, after)

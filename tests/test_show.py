@@ -1,0 +1,145 @@
+"""`permakey show` end to end on a tiny synthetic dataset with untrained real models.
+
+`permakey.load` is replaced by a stand-in that returns freshly built models (as in the
+evaluation's end-to-end test), so this checks the command against the real dataset format,
+noise and model classes; the lead's end-to-end test with trained runs covers `permakey.load`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from synthetic import make_sprites_dataset
+
+import permakey
+from permakey.cli import show as cli
+from permakey.errors import UserError
+from permakey.fileio import write_json_atomic
+from permakey.models.permakey import PermaKey, PermaKeyConfig
+from permakey.models.transporter import Transporter, TransporterConfig
+from permakey.visualisation.colours import keypoint_colour
+from permakey.visualisation.show import ShownModel, episode_indices, seed_groups, spread_indices
+
+BAR = (128, 0, 255)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "sprites"
+    return make_sprites_dataset(out, {"train": 4, "val": 4, "test": 30}, episode_length=12)
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    small = PermaKeyConfig(num_keypoints=3, lsp_hidden=(16,))
+    models = {
+        "pk0": ("permakey", PermaKey(small)),
+        "pk1": ("permakey", PermaKey(small)),
+        "tr": ("transporter", Transporter(TransporterConfig(num_keypoints=4))),
+    }
+
+    def load(run, device="cpu"):
+        kind, model = models[run.name]
+        return types.SimpleNamespace(kind=kind, model=model)
+
+    monkeypatch.setattr(permakey, "load", load, raising=False)
+    folders = []
+    for seed, (name, (kind, _)) in enumerate(models.items()):
+        info = {"format": "permakey-run", "kind": kind, "model": {"k": 3}, "train": {"seed": seed}}
+        write_json_atomic(tmp_path / name / "run.json", info)
+        folders.append(tmp_path / name)
+    return folders
+
+
+def _show(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["show", *argv])
+    return args.func(args)
+
+
+def _rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _bar_pixels(image: np.ndarray) -> int:
+    return int(np.all(image == BAR, axis=-1).sum())
+
+
+@pytest.mark.slow
+def test_show_writes_every_figure_and_gif(dataset, runs, tmp_path, capsys):
+    out = tmp_path / "figures"
+    common = ["--data", str(dataset), "--out", str(out), "--frames", "3"]
+    assert _show(*map(str, runs), *common, "--episode-frames", "5", "--noise", "both") == 0
+    expected = {
+        "figure2_clean.png",
+        "figure2_noisy.png",
+        "figure4_windows.png",
+        "figure3_seeds.png",
+        "episode_clean.gif",
+        "episode_noisy.gif",
+    }
+    assert {p.name for p in out.iterdir()} == expected  # and no temporary files
+    assert f"wrote {out / 'figure2_clean.png'}" in capsys.readouterr().out
+
+    cell = 84 * 4
+    clean, noisy = _rgb(out / "figure2_clean.png"), _rgb(out / "figure2_noisy.png")
+    # Rows: image, 3 models' keypoints, 2 PermaKey runs x 2 error-map layers; 3 columns.
+    assert clean.shape[0] > 8 * cell and clean.shape[1] > 3 * cell
+    assert clean.shape == noisy.shape
+    # The bars are painted on the noisy frames only (4 rows of cells show the frame itself).
+    assert _bar_pixels(clean) == 0 and _bar_pixels(noisy) > 4 * 3 * 2 * 5 * cell
+    # Keypoint 0 is drawn in its palette colour in the figures.
+    for name in ("figure2_clean.png", "figure4_windows.png"):
+        assert np.all(_rgb(out / name) == keypoint_colour(0), axis=-1).sum() > 50
+    with Image.open(out / "episode_clean.gif") as gif:
+        assert gif.n_frames == 5 and gif.width > 3 * cell
+    with Image.open(out / "figure3_seeds.png") as seeds:
+        assert seeds.height > 2 * cell and seeds.width > 3 * cell
+
+    with pytest.raises(UserError, match="already exists"):
+        _show(*map(str, runs), *common)
+    assert (
+        _show(str(runs[2]), *common, "--noise", "none", "--episode-frames", "0", "--overwrite") == 0
+    )
+    assert {p.name for p in out.iterdir()} == {"figure2_clean.png", "figure4_windows.png"}
+
+
+@pytest.mark.slow
+def test_show_seeds_flag_groups_unrelated_runs(dataset, runs, tmp_path):
+    out = tmp_path / "figures"
+    argv = [str(runs[0]), str(runs[2]), "--data", str(dataset), "--out", str(out)]
+    argv += ["--noise", "none", "--episode-frames", "0", "--frames", "2"]
+    assert _show(*argv) == 0
+    assert not (out / "figure3_seeds.png").exists()  # a PermaKey and a Transporter run
+    assert _show(*argv, "--seeds", "--overwrite") == 0
+    assert (out / "figure3_seeds.png").is_file()
+
+
+def test_show_rejects_bad_values(dataset, runs, tmp_path):
+    with pytest.raises(UserError, match="--frames"):
+        _show(str(runs[0]), "--data", str(dataset), "--out", str(tmp_path / "o"), "--frames", "0")
+
+
+def test_seed_groups_and_frame_choice():
+    model = torch.nn.Identity()
+    models = [
+        ShownModel("a", "permakey", model, "g1", 0),
+        ShownModel("b", "transporter", model, "g2", 0),
+        ShownModel("c", "permakey", model, "g1", 1),
+    ]
+    assert seed_groups(models) == [[0, 2]]
+    assert seed_groups(models, all_seeds=True) == [[0, 1, 2]]
+    assert seed_groups(models[:1], all_seeds=True) == []
+    assert spread_indices(10, 3).tolist() == [0, 4, 9]
+    assert spread_indices(2, 5).tolist() == [0, 1]
+    episode = np.array([0, 0, 1, 1, 1, 2])
+    step = np.array([0, 1, 2, 0, 1, 0])
+    assert episode_indices(episode, step, 2).tolist() == [3, 4]
