@@ -1,0 +1,47 @@
+"""Training: one loop for every method (`loop.train`), per-method adapters and presets.
+
+This package's own import is light (no torch): the adapters load when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Method name (as in run.json and on the command line) -> module and class of its adapter.
+_ADAPTERS = {
+    "permakey": ("permakey.training.permakey", "PermaKeyMethod"),
+    "transporter": ("permakey.training.transporter", "TransporterMethod"),
+}
+METHOD_NAMES = tuple(_ADAPTERS)
+
+
+def get_method(kind: str) -> Any:
+    """The `Method` adapter of ``kind`` ("permakey" or "transporter").
+
+    Raises:
+        ValueError: unknown method.
+    """
+    if kind not in _ADAPTERS:
+        raise ValueError(f"unknown method {kind!r}; choose from {list(_ADAPTERS)}")
+    module, name = _ADAPTERS[kind]
+    return getattr(importlib.import_module(module), name)()
+
+
+def run_configs(run) -> tuple[Any, Any, Any]:
+    """The method adapter, training config and model config stored in a run folder.
+
+    Raises:
+        UserError: missing or corrupted run folder (names the file).
+    """
+    from permakey.errors import UserError
+    from permakey.training.run import RUN_JSON, read_run_json
+
+    info = read_run_json(run)
+    try:
+        method = get_method(info["kind"])
+        cfg = method.config_class.from_dict(info["train"])
+        model_config = method.model_config_class.from_dict(info["model"])
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{run}/{RUN_JSON} is corrupted ({err})") from None
+    return method, cfg, model_config

@@ -1,0 +1,223 @@
+"""Speed and memory of training and keypoint inference, on the machine it runs on.
+
+    python benchmarks/bench.py --out FILE.json [--device cpu|cuda|mps|auto] [--quick]
+
+Measures, through the same code paths as `permakey train` and `permakey.load` (the loop's
+`training_step`, `LoadedModel.keypoints`), on random uint8 frames of 84 x 84:
+
+- PermaKey training images/s, batch 32, K = 7, layers (0, 1), p = 2: the ``paper`` preset in
+  float32 and bf16 autocast, and the same for ``authors-code``;
+- PermaKey keypoint inference frames/s (batch 256);
+- peak resident memory of a `permakey train permakey` process reading a 95,000-frame dataset
+  (a synthetic sprite dataset in the store format, generated in a temporary folder, since
+  collecting 95,000 Atari frames takes long; frames are read from the HDF5 file, no workers);
+- Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256).
+
+Prints a table and writes the JSON atomically. ``--quick`` is a smoke run: few steps and a
+2,000-frame dataset; its numbers are not the benchmark's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from permakey.fileio import write_json_atomic
+from permakey.training import get_method
+from permakey.training.distributed import cpu_has_fast_bf16, resolve_device
+from permakey.training.load import LoadedModel
+from permakey.training.loop import training_step
+from permakey.training.optim import build_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+FULL_DATASET_FRAMES = 95_000
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def seconds_per_call(
+    fn: Callable[[], object], device: torch.device, warmup: int, calls: int
+) -> float:
+    """Mean wall-clock seconds of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def random_batch(kind: str, batch: int, size: int) -> dict[str, torch.Tensor]:
+    """A collated uint8 batch like the method's dataset gives."""
+    frames = lambda: torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)  # noqa: E731
+    return {"frame": frames()} if kind == "permakey" else {"source": frames(), "target": frames()}
+
+
+def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps: int) -> float:
+    """Training items (images or pairs) per second of a method's training preset."""
+    method = get_method(kind)
+    model_config = method.model_config(preset)
+    cfg = method.presets[preset]
+    cfg = type(cfg).from_dict({**cfg.to_dict(), "precision": precision, "batch_size": batch})
+    torch.manual_seed(0)
+    model = method.build_model(model_config).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(
+        method.param_groups(model, cfg), cfg.adam_eps, getattr(cfg, "shared_adam_counter", False)
+    )
+    data = random_batch(kind, batch, model_config.image_size)
+    step = lambda: training_step(method, model, optimizer, data, device, cfg)  # noqa: E731
+    return batch / seconds_per_call(step, device, warmup=min(steps, 2), calls=steps)
+
+
+def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:
+    """Keypoint extraction frames/s of a method's paper model through `LoadedModel.keypoints`."""
+    method = get_method(kind)
+    model_config = method.model_config("paper")
+    torch.manual_seed(0)
+    loaded = LoadedModel(
+        method.build_model(model_config).to(device), kind, model_config, precision=precision
+    )
+    size = model_config.image_size
+    frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
+    run = lambda: loaded.keypoints(frames, batch_size=batch, windows=False)  # noqa: E731
+    return batch / seconds_per_call(run, device, warmup=1, calls=calls)
+
+
+def peak_rss_gb(frames: int, device: str, steps: int, workdir: Path) -> float:
+    """Peak RSS (GB) of a `permakey train permakey` process reading a ``frames``-frame dataset."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from synthetic import make_sprites_dataset
+
+    data = make_sprites_dataset(
+        workdir / "data", {"train": frames, "val": 500, "test": 32}, episode_length=1000
+    )
+    command = [
+        sys.executable, "-m", "permakey", "train", "permakey", "--data", str(data),
+        "--out", str(workdir / "run"), "--max-steps", str(steps), "--val-limit", "64",
+        "--workers", "0", "--no-progress", "--device", device,
+    ]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    # ru_maxrss of waited-for children: kilobytes on Linux, bytes on macOS.
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return maxrss * (1 if sys.platform == "darwin" else 1024) / 1e9
+
+
+def machine(device: torch.device) -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few steps, small dataset")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--force-bf16", action="store_true", help="time bf16 even where the CPU emulates it"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="timed training steps per setting (default: 20, quick: 1)"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    steps = args.steps or (1 if args.quick else 20)
+    infer_calls = 1 if args.quick else 5
+
+    # Emulated bf16 (CPUs without AVX512-BF16 / AMX) is ~80x slower than float32: not timed.
+    bf16 = device.type != "cpu" or cpu_has_fast_bf16() or args.force_bf16
+    results: dict[str, object] = {}
+
+    def measure(key: str, fn: Callable[[], float], precision: str = "fp32") -> None:
+        results[key] = fn() if precision == "fp32" or bf16 else None
+        print(f"{key}: {results[key]}", file=sys.stderr, flush=True)
+
+    for preset, prefix in (("paper", "permakey"), ("authors-code", "permakey_authors")):
+        for precision in ("fp32", "bf16"):
+            measure(
+                f"{prefix}_train_img_s_{precision}",
+                lambda p=preset, q=precision: train_rate("permakey", p, q, 32, device, steps),
+                precision,
+            )
+    cpu_precision = "bf16" if bf16 else "fp32"
+    measure(
+        f"permakey_cpu_preset_train_img_s_{cpu_precision}",
+        lambda: train_rate("permakey", "cpu", cpu_precision, 32, device, steps),
+    )
+    measure("permakey_infer_fps", lambda: infer_rate("permakey", device, 256, infer_calls))
+    measure(
+        "permakey_infer_fps_bf16",
+        lambda: infer_rate("permakey", device, 256, infer_calls, "bf16"),
+        "bf16",
+    )
+    for precision in ("fp32", "bf16"):
+        suffix = "" if precision == "fp32" else "_bf16"
+        measure(
+            f"transporter_train_pairs_s{suffix}",
+            lambda q=precision: train_rate("transporter", "paper", q, 64, device, steps),
+            precision,
+        )
+    measure("transporter_infer_fps", lambda: infer_rate("transporter", device, 256, infer_calls))
+    if not bf16:
+        results["bf16_note"] = "not timed: this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    frames = 2_000 if args.quick else FULL_DATASET_FRAMES
+    with tempfile.TemporaryDirectory() as tmp:
+        results["train_peak_rss_gb"] = peak_rss_gb(
+            frames, args.device, 5 if args.quick else 30, Path(tmp)
+        )
+    results["train_peak_rss_dataset"] = (
+        f"synthetic sprites in the store format, {frames} training frames read from HDF5, "
+        "workers 0, batch 32, paper preset"
+    )
+    results["quick"] = args.quick
+    results["machine"] = machine(device)
+
+    width = max(map(len, results))
+    for key, value in results.items():
+        if value is None:
+            value = "-"
+        elif isinstance(value, float):
+            value = f"{value:.3f}" if key.endswith("_gb") else f"{value:.1f}"
+        print(f"{key:<{width}}  {value}")
+    write_json_atomic(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""`permakey train METHOD`: train PermaKey or Transporter on a dataset into a run folder.
+
+Every field of the method's training config (`permakey.training.config`) is an option whose
+help is the field's docstring; ``--preset`` picks the values of the options not given. Torch
+is imported only when a command runs, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import typing
+from dataclasses import fields, replace
+from typing import Any
+
+from permakey.errors import UserError
+from permakey.training import METHOD_NAMES
+from permakey.training.config import (
+    DECAYS,
+    DEVICES,
+    NOISE_KINDS,
+    PRECISIONS,
+    PRESETS,
+    RUNTIME_FIELDS,
+    TrainConfig,
+    field_docs,
+)
+
+CHOICES = {"noise": NOISE_KINDS, "lr_decay": DECAYS, "precision": PRECISIONS, "device": DEVICES}
+METAVARS = {"data": "DIR", "time_budget": "MIN", "noise_colour": ("R", "G", "B")}
+DESCRIPTIONS = {
+    "permakey": "Train PermaKey (VAE, local spatial prediction networks, PointNet) on the frames "
+    "of a dataset.",
+    "transporter": "Train the Transporter baseline on frame pairs of a dataset's episodes.",
+}
+EPILOG = (
+    "Start a run with --data DIR --out RUN; continue a stopped or interrupted one with --resume "
+    "RUN (only --epochs, --time-budget, --max-steps, --device, --workers, --in-memory and "
+    "--progress may change). Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
+    "train ... (the batch size is the total over all processes)."
+)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a keypoint model (PermaKey or Transporter) on a dataset",
+        description="Train a keypoint model into a run folder (weights, config, metrics, "
+        "TensorBoard events, resumable state).",
+    )
+    methods = parser.add_subparsers(dest="method", metavar="METHOD", required=True)
+    for kind in METHOD_NAMES:
+        presets = PRESETS[kind]
+        sub = methods.add_parser(
+            kind, help=DESCRIPTIONS[kind], description=DESCRIPTIONS[kind], epilog=EPILOG
+        )
+        run_group = sub.add_argument_group("run folder")
+        run_group.add_argument("--out", metavar="RUN", help="run folder to create")
+        run_group.add_argument(
+            "--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint"
+        )
+        run_group.add_argument(
+            "--overwrite", action="store_true", help="replace an existing run folder at --out"
+        )
+        model_group = sub.add_argument_group("model")
+        model_group.add_argument(
+            "--preset",
+            choices=list(presets),
+            help="training preset, and the model preset that goes with it (default: paper)",
+        )
+        model_group.add_argument(
+            "--model-preset",
+            metavar="NAME",
+            help="model architecture preset, if not the one of --preset (see the models' PRESETS)",
+        )
+        model_group.add_argument(
+            "--num-keypoints", type=int, metavar="K", help="number of keypoints K"
+        )
+        model_group.add_argument(
+            "--model",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a field of the model config, VALUE in JSON (e.g. --model "
+            "'lsp_hidden=[128, 64]'); repeatable",
+        )
+        add_config_arguments(sub.add_argument_group("training"), kind)
+        sub.set_defaults(func=run, kind=kind)
+
+
+def _field_type(annotation: Any) -> tuple[Any, int | None]:
+    """(element type, nargs) of a config field's annotation: Optional and tuples unwrapped."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        return args[0], len(args)
+    if args:  # X | None
+        return args[0], None
+    return annotation, None
+
+
+def add_config_arguments(parser, kind: str) -> None:
+    """Adds one option per field of method ``kind``'s training config.
+
+    Options default to "not given" so that presets fill them and a resumed run can tell
+    which ones the user changed.
+    """
+    presets = PRESETS[kind]
+    cls = type(presets["paper"])
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in fields(cls):
+        kind_type, nargs = _field_type(hints[f.name])
+        values = {name: getattr(cfg, f.name) for name, cfg in presets.items()}
+        shown = {name: "unset" if v is None else v for name, v in values.items()}
+        if f.name == "data":
+            default = " (required)"
+        elif len(set(map(str, shown.values()))) == 1:
+            default = f" (default: {shown['paper']})"
+        else:
+            default = " (" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + ")"
+        option = "--" + f.name.replace("_", "-")
+        common = {"default": argparse.SUPPRESS, "help": docs.get(f.name, "") + default}
+        if kind_type is bool:
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, **common)
+        else:
+            parser.add_argument(
+                option,
+                type=kind_type,
+                nargs=nargs,
+                choices=CHOICES.get(f.name),
+                metavar=METAVARS.get(f.name, None if f.name in CHOICES else f.name.upper()),
+                **common,
+            )
+
+
+def _model_overrides(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--model {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text  # a bare string, e.g. --model lsp_hidden=...
+    return out
+
+
+def _given(args: argparse.Namespace, cls: type[TrainConfig]) -> dict[str, Any]:
+    """The config fields given on the command line."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    if "noise_colour" in given:
+        given["noise_colour"] = tuple(given["noise_colour"])
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    from permakey.training import get_method, run_configs
+    from permakey.training.loop import train
+
+    method = get_method(args.kind)
+    given = _given(args, method.config_class)
+    if args.resume:
+        changed = sorted(set(given) - RUNTIME_FIELDS)
+        model_options = [
+            name
+            for name, value in (
+                ("--preset", args.preset),
+                ("--model-preset", args.model_preset),
+                ("--num-keypoints", args.num_keypoints),
+                ("--model", args.model),
+                ("--out", args.out),
+                ("--overwrite", args.overwrite or None),
+            )
+            if value
+        ]
+        fixed = [f"--{name.replace('_', '-')}" for name in changed] + model_options
+        if fixed:
+            raise UserError(
+                f"{', '.join(fixed)} cannot be given with --resume: a run keeps its settings "
+                "(start a new run with --out instead)"
+            )
+        stored_method, stored, model_config = run_configs(args.resume)
+        if stored_method.kind != method.kind:
+            raise UserError(f"{args.resume} is a {stored_method.kind} run, not a {method.kind} run")
+        try:
+            cfg = replace(stored, **given)
+        except (ValueError, TypeError) as err:
+            raise UserError(str(err)) from None
+        out, resume = args.resume, True
+    else:
+        if not args.out:
+            raise UserError("--out RUN is required (or --resume RUN to continue a run)")
+        if "data" not in given:
+            raise UserError("--data DIR is required")
+        preset = args.preset or "paper"
+        overrides = _model_overrides(args.model)
+        if args.num_keypoints is not None:
+            overrides["num_keypoints"] = args.num_keypoints
+        model_preset = args.model_preset or preset
+        if args.model_preset and args.model_preset not in method.model_presets:
+            raise UserError(
+                f"unknown model preset {args.model_preset!r}; choose from "
+                f"{sorted(method.model_presets)}"
+            )
+        try:
+            cfg = replace(method.presets[preset], **given)
+            base = method.model_config(model_preset)
+            model_config = method.model_config_class.from_dict({**base.to_dict(), **overrides})
+        except (ValueError, TypeError) as err:
+            raise UserError(str(err)) from None
+        out, resume = args.out, False
+
+    result = train(method, cfg, model_config, out, resume=resume, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = "none yet" if result.best_val_loss is None else f"{result.best_val_loss:.6g}"
+        print(
+            f"{method.kind}: {result.status} at step {result.step} ({result.epoch} epochs); "
+            f"best validation loss {best}; run folder {result.run}"
+        )
+    return 130 if result.status == "interrupted" else 0

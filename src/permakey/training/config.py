@@ -1,0 +1,228 @@
+"""Training options shared by every method: one dataclass, a docstring per field.
+
+Each method subclasses `TrainConfig` with its own fields and defaults (`training.permakey`,
+`training.transporter`). The docstring under each field is its help text: `field_docs` reads
+it from the source, and the command line turns it into ``--help`` (CleanRL's style).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+import textwrap
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from functools import cache
+from typing import Any
+
+NOISE_KINDS = ("none", "horizontal", "vertical", "both")
+DECAYS = ("inverse-time", "exponential", "none")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Fields that change how a run is executed, not what it computes (apart from the device):
+# they may be given again when resuming a run; every other field is fixed at the start.
+RUNTIME_FIELDS = frozenset(
+    {"epochs", "time_budget", "max_steps", "device", "workers", "in_memory", "progress"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Options of a training run that every method shares (defaults: PermaKey's paper values)."""
+
+    data: str = ""
+    """dataset folder written by `permakey collect` (meta.json, train.h5, val.h5)"""
+    seed: int = 0
+    """seeds python, numpy and torch, the data order of every epoch and the Noisy Atari bars"""
+    epochs: int = 100
+    """maximum number of epochs"""
+    batch_size: int = 32
+    """images (or frame pairs) per optimiser step, summed over all processes under torchrun"""
+    lr: float = 2e-4
+    """Adam learning rate"""
+    lr_decay: str = "inverse-time"
+    """staircase learning-rate decay: inverse-time, lr / (1 + rate * floor(step / steps)); exponential, lr * rate ** floor(step / steps); or none"""
+    decay_rate: float = 0.85
+    """rate of the learning-rate decay"""
+    decay_steps: int = 10_000
+    """optimiser steps between two decays"""
+    adam_eps: float = 1e-8
+    """Adam's epsilon"""
+    patience: int = 10
+    """epochs without a lower validation loss before training stops early"""
+    noise: str = "none"
+    """Noisy Atari bars drawn over every frame: none, horizontal, vertical or both"""
+    noise_width: int = 5
+    """width of the Noisy Atari bars in pixels of the 84 x 84 frame"""
+    noise_colour: tuple[int, int, int] = (128, 0, 255)
+    """RGB colour of the Noisy Atari bars"""
+    precision: str = "fp32"
+    """fp32, or bf16 autocast (error maps and losses stay float32)"""
+    channels_last: bool = False
+    """channels-last memory format for the model and its inputs (faster convolutions on CPU)"""
+    val_limit: int | None = None
+    """validate on the first N validation items only (all when unset)"""
+    log_every: int = 50
+    """optimiser steps between two lines of training metrics"""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps; under torchrun each process takes cuda:LOCAL_RANK"""
+    workers: int = 2
+    """DataLoader worker processes (0 loads in the training process)"""
+    in_memory: bool = False
+    """read each split into memory once instead of reading frames from the HDF5 file"""
+    time_budget: float | None = None
+    """minutes after which training stops cleanly and resumably"""
+    max_steps: int | None = None
+    """total optimiser steps after which training stops cleanly and resumably"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def __post_init__(self) -> None:
+        self.noise_colour = tuple(self.noise_colour)  # JSON gives a list
+        for name, choices in (
+            ("noise", NOISE_KINDS),
+            ("lr_decay", DECAYS),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}"
+                )
+        for name in ("epochs", "batch_size", "decay_steps", "patience", "noise_width", "log_every"):
+            _check(name, getattr(self, name), int, minimum=1)
+        for name in ("val_limit", "max_steps"):
+            if getattr(self, name) is not None:
+                _check(name, getattr(self, name), int, minimum=1)
+        _check("seed", self.seed, int, minimum=0)
+        _check("workers", self.workers, int, minimum=0)
+        for name in ("lr", "decay_rate", "adam_eps"):
+            _check(name, getattr(self, name), float, minimum=0.0, strict=True)
+        if self.time_budget is not None:
+            _check("time_budget", self.time_budget, float, minimum=0.0, strict=True)
+        if len(self.noise_colour) != 3 or not all(0 <= c <= 255 for c in self.noise_colour):
+            raise ValueError(f"noise_colour must be 3 values in [0, 255], got {self.noise_colour}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field; `from_dict` inverts it."""
+        out = asdict(self)
+        out["noise_colour"] = list(self.noise_colour)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Builds a config from `to_dict` output; missing keys take the class defaults.
+
+        Raises:
+            ValueError: on keys that are not fields (named in the message) or invalid values.
+        """
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+        return cls(**data)
+
+
+def _check(name: str, value: Any, kind: type, minimum: float, strict: bool = False) -> None:
+    ok_type = isinstance(value, (int, float) if kind is float else int) and not isinstance(
+        value, bool
+    )
+    if not ok_type or not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ValueError(f"{name} must be a finite {kind.__name__} {bound}, got {value!r}")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` and of its bases.
+
+    A subclass that redeclares a field only to change its default keeps its base's text.
+
+    Returns:
+        {field name: one-line help text}.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not hasattr(klass, "__dataclass_fields__"):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, after in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+@dataclass
+class PermaKeyTrainConfig(TrainConfig):
+    """Options of `permakey train permakey` (defaults: the paper's appendix)."""
+
+    lr_vae: float | None = None
+    """learning rate of the VAE; unset: --lr"""
+    lr_lsp: float | None = None
+    """learning rate of the local spatial prediction networks; unset: --lr"""
+    lr_pointnet: float | None = None
+    """learning rate of the PointNet; unset: --lr"""
+    shared_adam_counter: bool = False
+    """one Adam step counter shared by the module updates of a training step, as in the authors' code: it drives Adam's bias correction and the decay, which then comes every decay-steps / 4 training steps"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("lr_vae", "lr_lsp", "lr_pointnet"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclass
+class TransporterTrainConfig(TrainConfig):
+    """Options of `permakey train transporter` (defaults: the PermaKey paper's appendix)."""
+
+    batch_size: int = 64
+    lr: float = 5e-4
+    lr_decay: str = "exponential"
+    decay_rate: float = 0.9
+    decay_steps: int = 30_000
+    patience: int = 5
+    window: int = 100
+    """consecutive frames of an episode a pair comes from: source in the first half, target in the second"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+            raise ValueError(f"window must be an int >= 2, got {self.window!r}")
+
+
+# Training presets per method. PermaKey (each preset has a model preset of the same name;
+# `cpu` uses the paper's model with LSP hidden [128, 64]):
+# - paper: the appendix. Adam 2e-4, batch 32, inverse-time staircase decay 0.85 every 10,000
+#   steps, up to 100 epochs, patience 10 on the validation LSP + PointNet loss.
+# - authors-code: the authors' TensorFlow code: one Adam (epsilon 1e-7, Keras's update) shared
+#   by the four module updates of a step; its counter drives bias correction and decay, so the
+#   rate decays every 2,500 training steps (`optim.SharedCounterAdam`).
+# - cpu: short runs on a few CPU cores: bf16 autocast, channels_last, and 1e-3 for the LSP
+#   networks and the PointNet (keypoints begin to follow moving objects within minutes); the
+#   VAE keeps 2e-4, at which its KL term settles.
+# Transporter:
+# - paper: the PermaKey paper's re-implementation: Adam 5e-4, batch 64, rate x 0.9 every 30,000
+#   steps (staircase), up to 100 epochs, patience 5 on the validation reconstruction loss.
+# - cpu: the same with bf16 autocast and channels_last.
+PRESETS: dict[str, dict[str, TrainConfig]] = {
+    "permakey": {
+        "paper": PermaKeyTrainConfig(),
+        "authors-code": PermaKeyTrainConfig(shared_adam_counter=True, adam_eps=1e-7),
+        "cpu": PermaKeyTrainConfig(
+            lr_lsp=1e-3, lr_pointnet=1e-3, precision="bf16", channels_last=True
+        ),
+    },
+    "transporter": {
+        "paper": TransporterTrainConfig(),
+        "cpu": TransporterTrainConfig(precision="bf16", channels_last=True),
+    },
+}

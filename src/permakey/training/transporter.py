@@ -1,0 +1,81 @@
+"""Training Transporter: the adapter the generic loop uses (options and presets: `training.config`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from permakey.data.datasets import PairDataset, to_float
+from permakey.data.noise import NoiseConfig
+from permakey.models import transporter as model_lib
+from permakey.models.transporter import Transporter, TransporterConfig, TransporterOutput
+from permakey.training.config import PRESETS, TrainConfig, TransporterTrainConfig
+from permakey.training.draw import draw_keypoints, tile
+from permakey.training.optim import ParamGroup
+
+
+class TransporterMethod:
+    """The `Method` adapter of Transporter (see `permakey.training.method`)."""
+
+    kind = "transporter"
+    config_class = TransporterTrainConfig
+    presets = PRESETS["transporter"]
+    model_config_class = TransporterConfig
+    model_presets = model_lib.PRESETS
+    display_losses = ("reconstruction",)
+
+    def model_config(self, preset: str) -> TransporterConfig:
+        return model_lib.PRESETS.get(preset, model_lib.PRESETS["paper"])
+
+    def build_model(self, model_config: TransporterConfig) -> nn.Module:
+        return Transporter(model_config)
+
+    def datasets(self, cfg: TransporterTrainConfig) -> tuple[PairDataset, PairDataset]:
+        # The bars of source and target are drawn independently: they depend on the frame index.
+        noise = NoiseConfig(cfg.noise, cfg.noise_width, cfg.noise_colour)
+        return tuple(
+            PairDataset(
+                cfg.data,
+                split,
+                cfg.window,
+                noise,
+                noise_seed=cfg.seed + offset,
+                in_memory=cfg.in_memory,
+                seed=cfg.seed + offset,
+            )
+            for split, offset in (("train", 0), ("val", 1))
+        )
+
+    def param_groups(self, model: Transporter, cfg: TransporterTrainConfig) -> list[ParamGroup]:
+        """One group: Transporter's networks learn together from one reconstruction loss."""
+        return [ParamGroup("transporter", list(model.parameters()), cfg.lr)]
+
+    def forward(
+        self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool
+    ) -> TransporterOutput:
+        return model(
+            to_float(batch["source"], device, channels_last),
+            to_float(batch["target"], device, channels_last),
+        )
+
+    def validation_loss(self, losses: dict[str, float]) -> float:
+        return losses["reconstruction"]
+
+    @torch.no_grad()
+    def picture(
+        self, model: Transporter, batch: dict, device: torch.device, cfg: TrainConfig
+    ) -> torch.Tensor:
+        """Rows: source frames and target frames with their keypoints, and the reconstruction."""
+        model.eval()
+        source = to_float(batch["source"], device, cfg.channels_last)
+        target = to_float(batch["target"], device, cfg.channels_last)
+        out = model(source, target)
+        source_centres = model.detect(source).centres
+        model.train()
+        return tile(
+            [
+                draw_keypoints(source, source_centres),
+                draw_keypoints(target, out.target_centres),
+                out.reconstruction.float().cpu(),
+            ]
+        )

@@ -1,0 +1,364 @@
+"""The training loop's machinery: configs, schedules, run folder, resume, stops, NaN guard, load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from synthetic import make_sprites_dataset
+
+import permakey
+from permakey.cli.main import main
+from permakey.errors import UserError
+from permakey.models.permakey import PermaKeyConfig
+from permakey.models.transporter import TransporterConfig
+from permakey.training import get_method
+from permakey.training.config import (
+    PRESETS,
+    PermaKeyTrainConfig,
+    TransporterTrainConfig,
+    field_docs,
+)
+from permakey.training.loop import TrainingDiverged, train
+from permakey.training.optim import (
+    SharedCounterAdam,
+    build_optimizer,
+    decay_factor,
+    set_learning_rates,
+)
+from permakey.training.permakey import PermaKeyMethod
+
+SIZE = 32
+# A PermaKey small enough to train for a few epochs in seconds on one core.
+TINY_PERMAKEY = PermaKeyConfig(
+    image_size=SIZE, encoder_channels=(8, 8, 8, 8), latent_dim=4, lsp_hidden=(16,), num_keypoints=3
+)
+TINY_TRANSPORTER = TransporterConfig(image_size=SIZE, channels=(8, 8, 8, 8), num_keypoints=3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sprites"
+    return make_sprites_dataset(
+        path, {"train": 64, "val": 16, "test": 16}, episode_length=32, size=SIZE, sprite_size=4
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(data, **changes) -> PermaKeyTrainConfig:
+    """2 epochs of 8 steps of batch 8."""
+    base = PermaKeyTrainConfig(
+        data=str(data), batch_size=8, epochs=2, workers=0, progress=False, device="cpu", log_every=4
+    )
+    return replace(base, **changes)
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return load_file(path)
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+# --- configs and schedules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [PermaKeyTrainConfig, TransporterTrainConfig])
+def test_every_config_field_has_help(cls):
+    docs = field_docs(cls)
+    assert {f.name for f in fields(cls)} <= set(docs)
+    assert all(docs[name] for name in docs)
+
+
+def test_presets_hold_the_papers_values():
+    paper = PRESETS["permakey"]["paper"]
+    assert (paper.lr, paper.batch_size, paper.epochs, paper.patience) == (2e-4, 32, 100, 10)
+    assert (paper.lr_decay, paper.decay_rate, paper.decay_steps) == ("inverse-time", 0.85, 10_000)
+    authors = PRESETS["permakey"]["authors-code"]
+    assert authors.shared_adam_counter and authors.adam_eps == 1e-7
+    cpu = PRESETS["permakey"]["cpu"]
+    assert cpu.precision == "bf16" and cpu.channels_last and cpu.lr_pointnet == 1e-3
+    assert PermaKeyMethod().model_config("cpu").lsp_hidden == (128, 64)
+    tp = PRESETS["transporter"]["paper"]
+    assert (tp.lr, tp.batch_size, tp.epochs, tp.patience) == (5e-4, 64, 100, 5)
+    assert (tp.lr_decay, tp.decay_rate, tp.decay_steps, tp.window) == (
+        "exponential",
+        0.9,
+        30_000,
+        100,
+    )
+
+
+def test_config_round_trips_and_rejects_bad_values():
+    cfg = PRESETS["permakey"]["cpu"]
+    assert PermaKeyTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="lr"):
+        PermaKeyTrainConfig(lr=-1.0)
+    with pytest.raises(ValueError, match="noise"):
+        PermaKeyTrainConfig(noise="diagonal")
+    with pytest.raises(ValueError, match="bogus"):
+        PermaKeyTrainConfig.from_dict({"bogus": 1})
+
+
+def test_staircase_decays():
+    assert decay_factor(9_999, "inverse-time", 0.85, 10_000) == 1.0
+    assert decay_factor(10_000, "inverse-time", 0.85, 10_000) == pytest.approx(1 / 1.85)
+    assert decay_factor(25_000, "inverse-time", 0.85, 10_000) == pytest.approx(1 / 2.7)
+    assert decay_factor(60_000, "exponential", 0.9, 30_000) == pytest.approx(0.81)
+    assert decay_factor(10**6, "none", 0.9, 1) == 1.0
+
+
+def test_shared_counter_decays_every_2500_training_steps():
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(4)]
+    groups = [permakey.training.optim.ParamGroup(f"g{i}", [p], 2e-4) for i, p in enumerate(params)]
+    opt = build_optimizer(groups, 1e-7, shared_counter=True)
+    assert isinstance(opt, SharedCounterAdam)
+    before = set_learning_rates(opt, 2_499, "inverse-time", 0.85, 10_000)
+    after = set_learning_rates(opt, 2_500, "inverse-time", 0.85, 10_000)
+    assert all(v == 2e-4 for v in before.values())
+    assert all(v == pytest.approx(2e-4 / 1.85) for v in after.values())
+
+
+def test_shared_counter_adam_bias_correction_follows_the_shared_counter():
+    """First update of group j of 4 uses iteration n = j + 1 (Keras's formula, eps ~ 0)."""
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(4)]
+    opt = SharedCounterAdam([{"params": [p], "lr": 1.0} for p in params], eps=1e-12)
+    for p in params:
+        p.grad = torch.ones(1)
+    opt.step()
+    b1, b2 = 0.9, 0.999
+    for j, p in enumerate(params):
+        n = j + 1
+        expected = -math.sqrt(1 - b2**n) / (1 - b1**n) * (1 - b1) / math.sqrt(1 - b2)
+        assert p.item() == pytest.approx(expected, rel=1e-5)
+    assert params[0].item() == pytest.approx(-1.0, rel=1e-5)  # n = 1: plain Adam's first step
+
+
+def test_param_groups_are_disjoint_and_cover_the_model():
+    from permakey.models.permakey import PermaKey
+
+    model = PermaKey(TINY_PERMAKEY)
+    groups = PermaKeyMethod().param_groups(model, PermaKeyTrainConfig(lr_pointnet=1e-3))
+    assert [g.name for g in groups] == ["vae", "lsp/0", "lsp/1", "pointnet"]
+    ids = [id(p) for g in groups for p in g.params]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert [g.lr for g in groups] == [2e-4, 2e-4, 2e-4, 1e-3]
+
+
+# --- run folder, checkpoints, load ----------------------------------------------------------
+
+
+def test_run_folder_contents_and_checkpoint_round_trip(data, tmp_path):
+    run = tmp_path / "run"
+    result = train(PermaKeyMethod(), tiny_cfg(data), TINY_PERMAKEY, run)
+    assert (result.status, result.step, result.epoch) == ("finished", 16, 2)
+    info = json.loads((run / "run.json").read_text())
+    assert info["kind"] == "permakey" and info["status"] == "finished"
+    assert PermaKeyConfig.from_dict(info["model"]) == TINY_PERMAKEY
+    assert PermaKeyTrainConfig.from_dict(info["train"]) == tiny_cfg(data)
+    assert info["dataset"]["train"]["sha256"] and info["code"]["version"]
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["step"] == 16 and state["position"] == {"epoch": 2, "batch": 0, "step": 16}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("losses/pointnet" in r and "charts/images_per_s" in r for r in rows)
+    assert sum("val/loss" in r for r in rows) == 2
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+
+    loaded = permakey.load(run, "last")
+    assert loaded.kind == "permakey" and loaded.config == TINY_PERMAKEY
+    assert not loaded.model.training
+    saved = weights(run / "last.safetensors")
+    state_dict = loaded.model.state_dict()
+    assert saved.keys() == state_dict.keys()
+    assert all(torch.equal(saved[k], state_dict[k]) for k in saved)
+    ident = loaded.identity()
+    assert ident["sha256"] == hashlib.sha256((run / "last.safetensors").read_bytes()).hexdigest()
+    assert permakey.load(run, "best").identity()["weights"] == "best.safetensors"
+
+
+def test_resume_after_interrupt_and_step_budget_is_bit_identical(data, tmp_path):
+    method = PermaKeyMethod()
+    full = train(method, tiny_cfg(data), TINY_PERMAKEY, tmp_path / "full")
+
+    class InterruptAtCall(PermaKeyMethod):
+        calls = 0
+
+        def forward(self, model, batch, device, channels_last):
+            InterruptAtCall.calls += 1
+            if InterruptAtCall.calls == 3:  # Ctrl-C in the middle of step 3 of epoch 1
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().forward(model, batch, device, channels_last)
+
+    run = tmp_path / "parts"
+    first = train(InterruptAtCall(), tiny_cfg(data), TINY_PERMAKEY, run)
+    assert (first.status, first.step) == ("interrupted", 3)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    second = train(method, tiny_cfg(data, max_steps=11), TINY_PERMAKEY, run, resume=True)
+    assert (second.status, second.step, second.epoch) == ("stopped", 11, 1)
+    third = train(method, tiny_cfg(data), TINY_PERMAKEY, run, resume=True)
+    assert (third.status, third.step) == ("finished", full.step)
+    assert third.best_val_loss == full.best_val_loss
+    assert_same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
+    assert_same_weights(tmp_path / "full" / "best.safetensors", run / "best.safetensors")
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_time_budget_stops_cleanly_with_a_best_model(data, tmp_path):
+    run = tmp_path / "run"
+    result = train(PermaKeyMethod(), tiny_cfg(data, time_budget=1e-6), TINY_PERMAKEY, run)
+    assert (result.status, result.step, result.epoch) == ("stopped", 1, 0)
+    found = permakey.load(run, "best").keypoints(np.zeros((2, SIZE, SIZE, 3), np.uint8))
+    assert found.centres.shape == (2, 3, 2)
+    resumed = train(PermaKeyMethod(), tiny_cfg(data, epochs=1), TINY_PERMAKEY, run, resume=True)
+    assert (resumed.status, resumed.step) == ("finished", 8)
+
+
+def test_nan_loss_stops_naming_module_and_step_and_keeps_last_checkpoint(data, tmp_path):
+    class NaNAtStep10(PermaKeyMethod):
+        calls = 0
+
+        def forward(self, model, batch, device, channels_last):
+            out = super().forward(model, batch, device, channels_last)
+            if model.training:
+                NaNAtStep10.calls += 1
+                if NaNAtStep10.calls == 10:
+                    out.losses["pointnet"] = out.losses["pointnet"] * float("nan")
+            return out
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"'pointnet'.*step 10 \(epoch 2\)") as err:
+        train(NaNAtStep10(), tiny_cfg(data), TINY_PERMAKEY, run)
+    assert "last.safetensors (step 8)" in str(err.value)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "diverged" and "pointnet" in info["error"]
+    loaded = permakey.load(run, "last")
+    assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == 8
+
+
+def test_huge_learning_rate_diverges_with_a_clear_error(data, tmp_path):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss '.+' \(module '.+'\) became (nan|inf) at step \d+"
+    ):
+        train(PermaKeyMethod(), tiny_cfg(data, lr=1e30), TINY_PERMAKEY, tmp_path / "run")
+    assert permakey.load(tmp_path / "run", "last")  # the initial weights, step 0
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def cli(data, run, *extra) -> list[str]:
+    return [
+        "train", "transporter", "--data", str(data), "--out", str(run), "--epochs", "1",
+        "--batch-size", "8", "--window", "8", "--workers", "0", "--device", "cpu",
+        "--no-progress", "--model", f"image_size={SIZE}", "--model", "channels=[8, 8, 8, 8]",
+        "--num-keypoints", "3", *extra,
+    ]  # fmt: skip
+
+
+def test_cli_trains_transporter_and_refuses_to_overwrite(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(cli(data, run)) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["kind"] == "transporter" and info["model"]["num_keypoints"] == 3
+    before = (run / "last.safetensors").read_bytes()
+    assert main(cli(data, run)) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (run / "last.safetensors").read_bytes() == before
+    assert main(cli(data, run, "--overwrite", "--seed", "1")) == 0
+    assert json.loads((run / "run.json").read_text())["train"]["seed"] == 1
+    # A resumed run keeps its settings; only run-time options may change.
+    assert main(["train", "transporter", "--resume", str(run), "--lr", "0.1"]) == 2
+    assert "--lr cannot be given with --resume" in capsys.readouterr().err
+    assert main(["train", "permakey", "--resume", str(run)]) == 2
+    assert "is a transporter run" in capsys.readouterr().err
+    assert (
+        main(["train", "transporter", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    )
+    assert json.loads((run / "run.json").read_text())["epoch"] == 2
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    with torch.random.fork_rng():
+        train(PermaKeyMethod(), tiny_cfg(data, max_steps=1), TINY_PERMAKEY, run)
+    return permakey.load(run)
+
+
+def test_load_accepts_both_layouts(loaded):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(5, SIZE, SIZE, 3), dtype=np.uint8)
+    a = loaded.keypoints(frames, batch_size=2)
+    b = loaded.keypoints(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    assert a.centres.shape == (5, 3, 2) and a.windows.shape[:2] == (5, 3)
+    assert torch.allclose(a.centres, b.centres, atol=1e-6)
+    assert a.centres.abs().max() <= 1
+    assert torch.allclose(a.pixels, (a.centres + 1) / 2 * (SIZE - 1))
+    assert loaded.keypoints(frames, windows=False).windows is None
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        np.zeros((2, SIZE, SIZE, 3), np.float32),
+        np.zeros((2, SIZE, SIZE, 3), np.int64),
+        np.zeros((SIZE, SIZE, 3), np.uint8),
+        np.zeros((2, SIZE, SIZE), np.uint8),
+        np.zeros((2, SIZE + 1, SIZE, 3), np.uint8),
+        np.zeros((2, 4, SIZE, SIZE), np.uint8),
+        [[0]],
+    ],
+    ids=["float32", "int64", "3d", "no-channels", "wrong-size", "4-channels", "list"],
+)
+def test_load_rejects_bad_frames(loaded, frames):
+    with pytest.raises(ValueError, match="frames"):
+        loaded.keypoints(frames)
+
+
+def test_load_errors_name_the_file(tmp_path, loaded):
+    with pytest.raises(UserError, match="does not exist"):
+        permakey.load(tmp_path / "nowhere")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(UserError, match="run.json is missing"):
+        permakey.load(tmp_path / "bad")
+    (tmp_path / "bad" / "run.json").write_text("{not json")
+    with pytest.raises(UserError, match="run.json is corrupted"):
+        permakey.load(tmp_path / "bad")
+    run = loaded.run
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "run.json").write_bytes((run / "run.json").read_bytes())
+    with pytest.raises(UserError, match="best.safetensors is missing"):
+        permakey.load(tmp_path / "copy")
+    with pytest.raises(ValueError, match="which"):
+        permakey.load(run, "middle")
+
+
+def test_get_method_knows_both():
+    assert get_method("permakey").kind == "permakey"
+    assert get_method("transporter").kind == "transporter"
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("slots")
