@@ -96,8 +96,21 @@ def test_presets_hold_the_papers_values():
     authors = PRESETS["permakey"]["authors-code"]
     assert authors.shared_adam_counter and authors.adam_eps == 1e-7
     cpu = PRESETS["permakey"]["cpu"]
-    assert cpu.precision == "bf16" and cpu.channels_last and cpu.lr_pointnet == 1e-3
-    assert PermaKeyMethod().model_config("cpu").lsp_hidden == (128, 64)
+    assert cpu.precision == "auto" and cpu.lr_pointnet == 1e-3
+    cpu_model = PermaKeyMethod().model_config("cpu")
+    assert cpu_model.lsp_hidden == (128, 64) and cpu_model.encoder_channels == (16, 32, 32, 64)
+
+
+def test_auto_precision_is_bf16_only_where_native(monkeypatch):
+    from permakey.training import distributed
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(distributed, "cpu_has_fast_bf16", lambda: False)
+    assert distributed.resolve_precision("auto", cpu) == "fp32"
+    assert distributed.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(distributed, "cpu_has_fast_bf16", lambda: True)
+    assert distributed.resolve_precision("auto", cpu) == "bf16"
+    assert distributed.resolve_precision("fp32", cpu) == "fp32"
     tp = PRESETS["transporter"]["paper"]
     assert (tp.lr, tp.batch_size, tp.epochs, tp.patience) == (5e-4, 64, 100, 5)
     assert (tp.lr_decay, tp.decay_rate, tp.decay_steps, tp.window) == (

@@ -213,6 +213,9 @@ PRESETS: dict[str, PermaKeyConfig] = {
         gaussian_sigma=0.12,
         bn=BatchNormConfig(momentum=0.01, eps=1e-3),
     ),
+    # For minutes-long CPU runs: half the encoder channels and LSP hidden [128, 64] cut the
+    # cost of a training step about 5x (benchmarks/bench.py); everything else as the paper.
+    "cpu": PermaKeyConfig(encoder_channels=(16, 32, 32, 64), lsp_hidden=(128, 64)),
 }
 
 

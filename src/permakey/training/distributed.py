@@ -58,6 +58,22 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in text or "amx_bf16" in text
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "fp32" or "bf16" for a precision option; "auto" picks bf16 where it is native and fast.
+
+    Args:
+        precision: "fp32", "bf16" or "auto".
+        device: the training device.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
 @dataclass
 class Processes:
     """This process's place among the training processes.

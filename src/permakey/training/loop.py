@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,12 @@ from tqdm.auto import tqdm
 
 from permakey.errors import UserError
 from permakey.training.config import TrainConfig
-from permakey.training.distributed import EpochSampler, Processes, cpu_has_fast_bf16
+from permakey.training.distributed import (
+    EpochSampler,
+    Processes,
+    cpu_has_fast_bf16,
+    resolve_precision,
+)
 from permakey.training.method import Method
 from permakey.training.optim import build_optimizer, set_learning_rates
 from permakey.training.run import TENSORBOARD, RunFolder, code_version, rng_state, set_rng_state
@@ -324,6 +329,8 @@ def _train(
     per_process_batch = cfg.batch_size // procs.world_size
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    # "auto" is resolved once here, so the run folder records the precision that was used.
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     if cfg.precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
         warnings.warn(
             "bf16 autocast on this CPU is emulated (no AVX512-BF16 or AMX) and much slower "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 
@@ -27,8 +25,6 @@ class PermaKeyMethod:
     display_losses = ("vae", "lsp", "pointnet")
 
     def model_config(self, preset: str) -> PermaKeyConfig:
-        if preset == "cpu":
-            return replace(model_lib.PRESETS["paper"], lsp_hidden=(128, 64))
         return model_lib.PRESETS[preset]
 
     def build_model(self, model_config: PermaKeyConfig) -> nn.Module:
