@@ -11,7 +11,9 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 - peak resident memory of a `permakey train permakey` process reading a 95,000-frame dataset
   (a synthetic sprite dataset in the store format, generated in a temporary folder, since
   collecting 95,000 Atari frames takes long; frames are read from the HDF5 file, no workers);
-- Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256).
+- Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256);
+- environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
+  and 8 environments (`env_step_rates`).
 
 Prints a table and writes the JSON atomically. ``--quick`` is a smoke run: few steps and a
 2,000-frame dataset; its numbers are not the benchmark's.
@@ -100,6 +102,55 @@ def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32
     frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
     run = lambda: loaded.keypoints(frames, batch_size=batch, windows=False)  # noqa: E731
     return batch / seconds_per_call(run, device, warmup=1, calls=calls)
+
+
+def env_step_rates(device: torch.device, quick: bool) -> dict[str, object]:
+    """Environment steps/s of ALE/Pong-v5, raw and through the keypoint wrappers, 1 and 8 envs.
+
+    The wrappers run a freshly initialised paper PermaKey (untrained: the time per step does
+    not depend on the weights), coordinates only; 8 environments step one after another in
+    one process (``SyncVectorEnv``) and the vector wrapper runs the model once per step of all 8.
+    Random actions; episodes reset automatically.
+    """
+    import ale_py
+    import gymnasium as gym
+    import numpy as np
+
+    from permakey.envs import KeypointObservation, VectorKeypointObservation
+
+    gym.register_envs(ale_py)
+    method = get_method("permakey")
+    model_config = method.model_config("paper")
+    torch.manual_seed(0)
+    model = LoadedModel(method.build_model(model_config).to(device), "permakey", model_config)
+    steps = 10 if quick else 200
+    rng = np.random.default_rng(0)
+
+    def rate(env, num_envs: int) -> float:
+        env.reset(seed=0)
+        space = env.action_space
+        step = lambda: env.step(  # noqa: E731
+            rng.integers(space.n) if num_envs == 1 else rng.integers(space.nvec)
+        )
+        try:
+            return num_envs / seconds_per_call(step, device, warmup=2, calls=steps)
+        finally:
+            env.close()
+
+    make = lambda: gym.make("ALE/Pong-v5")  # noqa: E731
+    vector = lambda: gym.vector.SyncVectorEnv([make for _ in range(8)])  # noqa: E731
+    return {
+        "env_steps_s_raw_1": rate(make(), 1),
+        "env_steps_s_wrapped_1": rate(KeypointObservation(make(), model), 1),
+        "env_steps_s_raw_8": rate(vector(), 8),
+        "env_steps_s_wrapped_8": rate(VectorKeypointObservation(vector(), model), 8),
+        "env_steps_note": (
+            "ALE/Pong-v5 env steps/s (frame skip 4), random actions; wrapped: "
+            "KeypointObservation with a freshly initialised (untrained) paper PermaKey, "
+            "coordinates only, fp32; 8 envs: SyncVectorEnv in one process, one model call per "
+            "vector step"
+        ),
+    }
 
 
 def peak_rss_gb(frames: int, device: str, steps: int, workdir: Path) -> float:
@@ -194,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             precision,
         )
     measure("transporter_infer_fps", lambda: infer_rate("transporter", device, 256, infer_calls))
+    results.update(env_step_rates(device, args.quick))
     if not bf16:
         results["bf16_note"] = "not timed: this CPU has no native bf16 (AVX512-BF16 or AMX)"
     frames = 2_000 if args.quick else FULL_DATASET_FRAMES

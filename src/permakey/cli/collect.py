@@ -6,7 +6,8 @@ import argparse
 import sys
 import warnings
 
-from permakey.data.policies import POLICY_HELP, parse_policy
+from permakey.data.policies import POLICY_HELP, is_sb3, parse_policy
+from permakey.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -51,6 +52,13 @@ def add_parser(subparsers) -> None:
         help=f"behaviour policy: {POLICY_HELP} (default: random)",
     )
     parser.add_argument(
+        "--policy-keypoints",
+        metavar="RUN",
+        help="for an sb3 agent trained on keypoint observations (examples/train_agent.py): the "
+        "run folder of the keypoint model it was trained on; frames go through that model as in "
+        "permakey.envs.KeypointObservation before the agent acts",
+    )
+    parser.add_argument(
         "--resize",
         choices=("area", "nearest"),
         default="area",
@@ -85,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     from permakey.data.summary import format_summary, summarize
 
     parse_policy(args.policy)  # a bad spec fails before the emulator starts
+    policy = args.policy
+    if args.policy_keypoints:
+        if not is_sb3(policy):
+            raise UserError("--policy-keypoints is only for sb3:PATH policies")
+        policy = _keypoint_agent(args)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         out = collect(
@@ -94,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             val_frames=args.val_frames,
             test_frames=args.test_frames,
             seed=args.seed,
-            policy=args.policy,
+            policy=policy,
             objects=not args.no_objects,
             resize=args.resize,
             keep_raw=args.raw,
@@ -104,3 +117,22 @@ def run(args: argparse.Namespace) -> int:
     if args.info:
         print(format_summary(summarize(out)))
     return 0
+
+
+def _keypoint_agent(args: argparse.Namespace):
+    """The sb3 agent of ``--policy`` acting on ``--policy-keypoints`` observations.
+
+    An agent on raw frames needs no keypoint model: `collect` builds it from the spec string,
+    which then names it in meta.json as it is.
+    """
+    import ale_py
+    import gymnasium as gym
+
+    from permakey.data.games import env_id, resolve_game
+    from permakey.data.policies import sb3_policy
+
+    gym.register_envs(ale_py)
+    env = gym.make(env_id(resolve_game(args.game)), full_action_space=False)
+    n_actions = int(env.action_space.n)
+    env.close()
+    return sb3_policy(args.policy, n_actions, args.policy_keypoints, seed=args.seed)

@@ -70,13 +70,13 @@ def add_parser(subparsers) -> None:
 def load_shown(runs, device: str):
     """Trained runs as `ShownModel`s, named by their folders."""
     import permakey
-    from permakey.evaluation.evaluate import _column_names, seed_group
+    from permakey.evaluation.evaluate import column_names, seed_group
     from permakey.training.run import read_run_json
     from permakey.visualisation.show import ShownModel
 
     shown = []
     runs = [Path(run) for run in runs]
-    for run, name in zip(runs, _column_names(runs), strict=True):
+    for run, name in zip(runs, column_names(runs), strict=True):
         info = read_run_json(run)
         loaded = permakey.load(run, device=device)
         shown.append(

@@ -7,18 +7,40 @@
 
 Any callable ``policy(observation) -> action`` can be passed to `permakey.data.collect.collect`
 instead; observations are uint8 (210, 160, 3) RGB frames.
+
+Trained stable-baselines3 agents (the ``rl`` extra) play through `sb3_policy`, which
+`permakey collect --policy sb3:[ALGO:]PATH` uses, so that datasets can come from competent
+play as the paper's did. The agent must see what it was trained on; two kinds are supported:
+
+- agents trained on the raw RGB frames of ``ALE/<Game>-v5`` (observation space uint8
+  (210, 160, 3), or (3, 210, 160) as SB3 stores image spaces): the frame is passed as it is.
+  Agents trained with SB3's Atari preprocessing (``AtariWrapper``: 84 x 84 grayscale, its own
+  frame skip, frame stacking) are refused: collection steps ``ALE/<Game>-v5`` with frame skip 4
+  and sticky actions, which that preprocessing cannot be replayed on faithfully.
+- agents trained on keypoint observations (`permakey.envs.KeypointObservation`, e.g. by
+  examples/train_agent.py), given the keypoint model's run folder (``--policy-keypoints RUN``):
+  each frame goes through the same `permakey.envs.KeypointEncoder` first; whether the agent
+  saw features and pixel coordinates is read off its observation space, which must equal the
+  wrapper's for one of those settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from permakey.errors import UserError
 
 Policy = Callable[[np.ndarray], int]
-POLICY_HELP = "random (uniform action each step) or random-hold:N (a random action held N steps)"
+POLICY_HELP = (
+    "random (uniform action each step), random-hold:N (a random action held N steps), or "
+    "sb3:[ALGO:]PATH (a stable-baselines3 PPO, A2C or DQN agent's zip, needs the rl extra)"
+)
+SB3_ALGORITHMS = ("PPO", "A2C", "DQN")
+RAW_FRAME_SHAPES = ((210, 160, 3), (3, 210, 160))
 
 
 class RandomPolicy:
@@ -51,12 +73,16 @@ def parse_policy(spec: str) -> int:
     """Checks a policy spec and returns how many steps it holds each action.
 
     Args:
-        spec: "random" or "random-hold:N" with N >= 1.
+        spec: "random", "random-hold:N" with N >= 1, or "sb3:[ALGO:]PATH" (1: the agent acts
+            every step).
 
     Raises:
-        UserError: an unknown spec, or N not a positive integer.
+        UserError: an unknown spec, N not a positive integer, a missing agent file.
     """
     if spec == "random":
+        return 1
+    if is_sb3(spec):
+        parse_sb3(spec)
         return 1
     name, _, value = spec.partition(":")
     if name == "random-hold":
@@ -72,12 +98,148 @@ def parse_policy(spec: str) -> int:
     raise UserError(f"unknown policy {spec!r}; choose {POLICY_HELP}")
 
 
-def make_policy(spec: str, n_actions: int, rng: np.random.Generator) -> RandomPolicy:
-    """Builds a built-in policy from its spec (see the module docstring).
+def make_policy(spec: str, n_actions: int, rng: np.random.Generator) -> Policy:
+    """Builds a policy from its spec (see the module docstring).
 
     Args:
-        spec: "random" or "random-hold:N".
+        spec: "random", "random-hold:N", or "sb3:[ALGO:]PATH" for an agent trained on raw
+            frames (an agent trained on keypoints needs `sb3_policy` with ``keypoints``).
         n_actions: size of the discrete action space.
-        rng: the generator the policy draws from.
+        rng: the generator the policy draws from (an sb3 agent's sampling is seeded from it).
     """
+    if is_sb3(spec):
+        return sb3_policy(spec, n_actions, seed=int(rng.integers(2**31 - 1)))
     return RandomPolicy(n_actions, rng, hold=parse_policy(spec))
+
+
+def is_sb3(spec: str) -> bool:
+    """Whether a policy spec names a stable-baselines3 agent ("sb3:...")."""
+    return spec.startswith("sb3:")
+
+
+def parse_sb3(spec: str) -> tuple[str | None, Path]:
+    """Splits "sb3:PATH" or "sb3:ALGO:PATH" into (ALGO or None, PATH).
+
+    Raises:
+        UserError: an unknown ALGO or an agent file that does not exist.
+    """
+    rest = spec[len("sb3:") :]
+    algo, sep, path = rest.partition(":")
+    if not sep or algo.upper() not in SB3_ALGORITHMS:
+        algo, path = None, rest
+    if not Path(path).is_file():
+        raise UserError(f"agent file {path!r} (from policy {spec!r}) does not exist")
+    return (algo.upper() if algo else None), Path(path)
+
+
+def _describe(space: Any) -> str:
+    """A space in a few words: numpy prints a Box's bounds in full."""
+    shape = getattr(space, "shape", None)
+    dtype = getattr(space, "dtype", None)
+    return f"{type(space).__name__} {tuple(shape)} {dtype}" if shape else str(space)
+
+
+def _load_agent(algo: str | None, path: Path, device: str) -> Any:
+    """Loads an SB3 agent zip as ``algo``, or as each of PPO, A2C, DQN until one fits."""
+    try:
+        import stable_baselines3
+    except ImportError:
+        raise UserError("sb3 policies need stable-baselines3: pip install 'permakey[rl]'") from None
+    errors = []
+    for name in [algo] if algo else SB3_ALGORITHMS:
+        try:
+            return getattr(stable_baselines3, name).load(path, device=device)
+        except Exception as err:  # SB3 raises many types for a zip of another algorithm
+            errors.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+    raise UserError(f"cannot load {path} as a stable-baselines3 agent ({'; '.join(errors)})")
+
+
+def _keypoint_encoder(agent_space: Any, keypoints: Any, path: Path, device: str) -> Any:
+    """The `KeypointEncoder` setting (features, pixels) whose space equals the agent's."""
+    from permakey.envs import KeypointEncoder
+    from permakey.training.load import LoadedModel, load
+
+    model = keypoints if isinstance(keypoints, LoadedModel) else load(keypoints, device=device)
+    options = [(f, p) for f in (False, True) for p in (False, True)]
+    encoders = [KeypointEncoder(model, features=f, pixels=p) for f, p in options]
+    for encoder in encoders:
+        if encoder.space == agent_space:
+            return encoder
+    sizes = sorted({e.size for e in encoders})
+    raise UserError(
+        f"agent {path} observes {_describe(agent_space)}, which is none of the keypoint observations of "
+        f"{keypoints} (float32 vectors of {' or '.join(map(str, sizes))} values): was it "
+        "trained on another keypoint model?"
+    )
+
+
+def sb3_policy(
+    spec: str,
+    n_actions: int,
+    keypoints: Any = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Policy:
+    """A stable-baselines3 agent as a collection policy (see the module docstring).
+
+    The agent samples from its action distribution (as it did in training), not greedily, so
+    that sticky actions are not the only source of variety; ``seed`` seeds torch's global
+    generator, which SB3 samples from, for reproducible datasets.
+
+    Args:
+        spec: "sb3:PATH" (tried as PPO, A2C, then DQN) or "sb3:ALGO:PATH".
+        n_actions: the environment's number of actions (minimal action set).
+        keypoints: run folder or `LoadedModel` of the keypoint model the agent was trained on
+            (its observations are keypoints); None for an agent trained on raw RGB frames.
+        seed: seeds the agent's action sampling.
+        device: where the agent (and a keypoint model loaded from a run folder) runs.
+
+    Returns:
+        ``policy(frame) -> action`` for uint8 (210, 160, 3) frames; its ``__qualname__`` names
+        the agent, and ends up in the dataset's meta.json.
+
+    Raises:
+        UserError: a missing or unloadable agent, stable-baselines3 not installed, an action
+            space other than ``Discrete(n_actions)``, or observations that fit neither kind.
+    """
+    from gymnasium.spaces import Box, Discrete
+
+    algo, path = parse_sb3(spec)
+    agent = _load_agent(algo, path, device)
+    if agent.action_space != Discrete(n_actions):
+        raise UserError(
+            f"agent {path} acts in {agent.action_space}, but the game has Discrete({n_actions}) "
+            "actions: was it trained on another game or with full_action_space?"
+        )
+    space = agent.observation_space
+    is_frames = (
+        isinstance(space, Box) and space.dtype == np.uint8 and space.shape in RAW_FRAME_SHAPES
+    )
+    encoder = None
+    if keypoints is not None:
+        encoder = _keypoint_encoder(space, keypoints, path, device)
+    elif not is_frames:
+        hint = (
+            "; pass the keypoint model it was trained on with --policy-keypoints RUN"
+            if isinstance(space, Box) and len(space.shape) == 1
+            else ""
+        )
+        raise UserError(
+            f"agent {path} observes {_describe(space)}; an sb3 policy must be trained on raw RGB frames of "
+            f"ALE/<Game>-v5 (uint8 210 x 160 x 3, no Atari preprocessing) or on keypoint "
+            f"observations{hint}"
+        )
+    import torch
+
+    torch.manual_seed(seed)
+
+    def policy(frame: np.ndarray) -> int:
+        observation = encoder(frame[None])[0] if encoder is not None else frame
+        action, _ = agent.predict(observation, deterministic=False)
+        return int(action)
+
+    name = f"sb3:{type(agent).__name__}:{path.name}"
+    if encoder is not None:
+        name += f" on keypoints of {encoder.model.run or 'a model'}"
+    policy.__qualname__ = name
+    return policy

@@ -393,7 +393,7 @@ def load_model(run: str | Path, device: str, name: str) -> KeypointModel:
     return KeypointModel(name, detect, identity, seed_group(info))
 
 
-def _column_names(runs: Sequence[str | Path]) -> list[str]:
+def column_names(runs: Sequence[str | Path]) -> list[str]:
     """Run folder names, made unique by their parent folder or an index where they clash."""
     names = [Path(run).name or str(run) for run in runs]
     for i, name in enumerate(names):
@@ -448,7 +448,7 @@ def evaluate_runs(
             raise UserError(str(err)) from None
     torch_device = resolve_device(device)
     models = [
-        load_model(run, device, name) for run, name in zip(runs, _column_names(runs), strict=True)
+        load_model(run, device, name) for run, name in zip(runs, column_names(runs), strict=True)
     ]
     result = evaluate_models(
         models,
@@ -483,7 +483,8 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _rows(result: dict) -> list[tuple[str, list[str]]]:
+def table_rows(result: dict) -> list[tuple[str, list[str]]]:
+    """The rows of `format_table`: (metric label, one formatted value per column)."""
     columns = [column["metrics"] for column in result["columns"]]
     radii = [str(r) for r in result["radii"]]
     rows = []
@@ -547,7 +548,7 @@ def format_table(result: dict) -> str:
     does not apply; seed stability follows the table, one line per group of seeds.
     """
     header = ["metric"] + [column["name"] for column in result["columns"]]
-    rows = [header, ["---"] * len(header)] + [[label, *values] for label, values in _rows(result)]
+    rows = [header, ["---"] * len(header)] + [[label, *values] for label, values in table_rows(result)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from permakey.data.datasets import to_float
@@ -32,11 +33,37 @@ class FrameKeypoints:
         windows: (N, K, h, w) float32 in (0, 1], Gaussian windows on the model's keypoint-map
             grid (21 x 21 for PermaKey, 42 x 42 for Transporter at 84 x 84); None when not
             asked for.
+        features: (N, K, C) float32 >= 0, each keypoint's encoder features pooled under its
+            window (`LoadedModel.feature_layers` names the layers, `feature_dim` gives C);
+            None when not asked for.
     """
 
     centres: torch.Tensor
     pixels: torch.Tensor
     windows: torch.Tensor | None
+    features: torch.Tensor | None = None
+
+
+def pool_features(feature_map: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Per-keypoint feature vectors: a feature map averaged under each keypoint's window.
+
+    Each window is resized to the feature map's grid (bilinear with aligned corners, which
+    keeps the `permakey.keypoints` convention: the first and last pixel centres stay at -1 and
+    +1), normalised to sum 1, and the feature map is summed with those weights.
+
+    Args:
+        feature_map: (B, C, h, w) float.
+        windows: (B, K, h', w') float >= 0, not all zero, e.g. `Keypoints.windows`.
+
+    Returns:
+        (B, K, C) float32; non-negative where the feature map is (ReLU features).
+    """
+    h, w = feature_map.shape[-2:]
+    windows = windows.float()
+    if windows.shape[-2:] != (h, w):
+        windows = F.interpolate(windows, size=(h, w), mode="bilinear", align_corners=True)
+    weights = windows / windows.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)  # (B, K, h, w)
+    return torch.einsum("bkhw,bchw->bkc", weights, feature_map.float())
 
 
 class LoadedModel:
@@ -82,11 +109,32 @@ class LoadedModel:
             "sha256": self._sha256,
         }
 
+    @property
+    def feature_layers(self) -> tuple[int, ...]:
+        """Indices into ``model.feature_maps(images)`` of the layers pooled into features.
+
+        PermaKey: the VAE encoder layers that have a local spatial prediction network
+        (``lsp_layers``, (0, 1) in the paper: 84 x 84 x 32 and 42 x 42 x 64), the features
+        whose unpredictability places the keypoints. Transporter: Phi's last layer (42 x 42 x
+        32 in the paper), the features it transports around keypoints.
+        """
+        if self.kind == "permakey":
+            return tuple(self.config.lsp_layers)
+        return (len(self.config.channels) - 1,)
+
+    @property
+    def feature_dim(self) -> int:
+        """C, the length of each keypoint's feature vector: 96 for the paper's PermaKey, 32 for
+        its Transporter (the pooled layers' channels, concatenated in `feature_layers` order)."""
+        channels = self.config.encoder_channels if self.kind == "permakey" else self.config.channels
+        return sum(channels[i] for i in self.feature_layers)
+
     def _as_batch(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Checks frames and returns them as a (N, 3, S, S) uint8 tensor."""
         size = self.config.image_size
         if isinstance(frames, np.ndarray):
-            frames = torch.from_numpy(frames)
+            # torch warns on read-only arrays (h5py slices, PIL images); a copy is cheap here.
+            frames = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
         if not isinstance(frames, torch.Tensor):
             raise ValueError(
                 f"frames must be a numpy array or torch tensor, got {type(frames).__name__}"
@@ -104,15 +152,22 @@ class LoadedModel:
 
     @torch.no_grad()
     def keypoints(
-        self, frames: np.ndarray | torch.Tensor, batch_size: int = 256, windows: bool = True
+        self,
+        frames: np.ndarray | torch.Tensor,
+        batch_size: int = 256,
+        windows: bool = True,
+        features: bool = False,
     ) -> FrameKeypoints:
-        """Keypoints of a batch of frames.
+        """Keypoints of a batch of frames, without gradients, on the model's device.
 
         Args:
-            frames: uint8 (N, S, S, 3) or (N, 3, S, S), numpy or torch, S = the model's image
-                size (84).
+            frames: uint8 (N, S, S, 3) or (N, 3, S, S), numpy or torch (any device), S = the
+                model's image size (84).
             batch_size: frames per forward pass.
             windows: also return the Gaussian windows (N * K * h * w floats: large for big N).
+            features: also return per-keypoint features (`pool_features` of the
+                `feature_layers`, concatenated: (N, K, `feature_dim`)). For PermaKey this runs
+                the encoder a second time.
 
         Returns:
             `FrameKeypoints` on the CPU.
@@ -121,21 +176,31 @@ class LoadedModel:
             ValueError: frames of another shape, dtype or size.
         """
         batch = self._as_batch(frames)
-        centres, window_list = [], []
+        centres, window_list, feature_list = [], [], []
         for start in range(0, len(batch), batch_size):
             images = to_float(batch[start : start + batch_size], self.device)
             with autocast(self.device, self.precision):
                 found = self.model.detect(images)
+                maps = self.model.feature_maps(images) if features else []
+            if features:  # pooled in float32, outside autocast
+                pooled = [pool_features(maps[i], found.windows) for i in self.feature_layers]
+                feature_list.append(torch.cat(pooled, dim=2).cpu())  # (B, K, C)
             centres.append(found.centres.float().cpu())
             if windows:
                 window_list.append(found.windows.float().cpu())
         size = self.config.image_size
         k = self.config.num_keypoints
         all_centres = torch.cat(centres) if centres else torch.zeros(0, k, 2)
-        all_windows = None
+        all_windows = all_features = None
         if windows:
             all_windows = torch.cat(window_list) if window_list else torch.zeros(0, k, 0, 0)
-        return FrameKeypoints(all_centres, to_pixels(all_centres, size, size), all_windows)
+        if features:
+            all_features = (
+                torch.cat(feature_list) if feature_list else torch.zeros(0, k, self.feature_dim)
+            )
+        return FrameKeypoints(
+            all_centres, to_pixels(all_centres, size, size), all_windows, all_features
+        )
 
 
 def load(

@@ -1,0 +1,251 @@
+"""`permakey demo`: the whole pipeline on one game, on a CPU, in minutes, ending in a report.
+
+Each step runs the real subcommand (`collect`, `train permakey`, `train transporter`,
+`evaluate`, `show`) through `permakey.cli.main.main`, so the demo exercises exactly what a
+user runs by hand; the only code of its own is the HTML report that gathers the results.
+Every step is resumable: a complete dataset or a finished run is reused, an interrupted run is
+resumed, so running the demo again after Ctrl-C continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from permakey.data.noise import NOISE_KINDS
+from permakey.errors import UserError
+
+# SpaceInvaders: its objects (player, alien block, shields, bullets, scores) are many and
+# distinct, and keypoints land on them within minutes of CPU training (RESULTS.md).
+DEMO_GAME = "SpaceInvaders"
+# Share of the training budget for PermaKey; Transporter gets the rest.
+PERMAKEY_SHARE = 0.6
+# Run statuses after which a run is complete for the demo (no resume needed).
+DONE = ("finished", "early-stopped", "stopped")
+# Margin (F1@2) by which keypoints must beat their own static template to be called tracking.
+TRACKING_MARGIN = 0.05
+MARKER = "demo.json"
+METHODS = ("permakey", "transporter")
+# Figures of `permakey show` that the report embeds, when present: file, heading, caption.
+FIGURES = [
+    ("figure2_clean.png", "Keypoints on test frames",
+     "Rows: the frames, each model's keypoints, PermaKey's error maps per layer."),
+    ("figure2_noisy.png", "Keypoints on Noisy Atari",
+     "The same frames with bars, which are predictable and should not draw keypoints."),
+    ("figure4_windows.png", "Gaussian windows", "Keypoint centres and their Gaussian windows."),
+    ("episode_clean.gif", "A test episode", "Keypoints following a test episode."),
+    ("episode_noisy.gif", "A noisy test episode", "Keypoints following a noisy test episode."),
+]  # fmt: skip
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="collect a small dataset, train PermaKey and Transporter, evaluate, write a report",
+        description="The whole pipeline on one game within a CPU budget: collect frames with "
+        "object ground truth, train PermaKey and Transporter (cpu presets), evaluate both "
+        "against the objects and the controls, draw the figures, and write a self-contained "
+        "HTML report into --out. Rerunning continues an interrupted demo.",
+    )
+    parser.add_argument("--game", default=DEMO_GAME, help=f"Atari game (default {DEMO_GAME})")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="training minutes for both models together (default 10; PermaKey gets "
+        f"{PERMAKEY_SHARE:.0%})",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=5000, help="training frames to collect (default 5000)"
+    )
+    parser.add_argument(
+        "--eval-frames",
+        type=int,
+        default=500,
+        help="validation and test frames to collect, each (default 500)",
+    )
+    parser.add_argument(
+        "--noise",
+        choices=NOISE_KINDS,
+        default="none",
+        help="Noisy Atari bars for training and evaluation (default none; 'both' shows the "
+        "distractor experiment)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start again in an existing demo folder"
+    )
+    parser.set_defaults(func=run)
+
+
+def _permakey(*argv: Any) -> None:
+    """Runs a permakey subcommand; a non-zero status stops the demo."""
+    from permakey.cli.main import main
+
+    argv = [str(a) for a in argv]
+    print(f"\n$ permakey {' '.join(argv)}", flush=True)
+    status = main(argv)
+    if status:
+        raise UserError(f"demo step failed (exit status {status}): permakey {' '.join(argv)}")
+
+
+def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
+    """Trains a method under a time budget, or resumes it, or keeps a complete run."""
+    info = run / "run.json"
+    if info.exists():
+        status = json.loads(info.read_text()).get("status")
+        if status in DONE:
+            print(f"\n{method}: keeping the complete run in {run} (status {status})")
+            return
+        _permakey("train", method, "--resume", run, "--device", args.device)
+        return
+    _permakey(
+        "train", method, "--data", data, "--out", run, "--preset", "cpu",
+        "--noise", args.noise, "--seed", args.seed, "--time-budget", minutes,
+        "--in-memory", "--workers", 0, "--device", args.device, "--no-progress",
+    )  # fmt: skip
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise UserError(f"{out} exists and is not a demo folder; choose another --out")
+        if overwrite:
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _tracking_note(name: str, result: dict) -> str:
+    """One honest sentence on whether a model's keypoints follow objects or mark places."""
+    columns = {c["name"]: c["metrics"] for c in result["columns"]}
+    if not result["ground_truth"]:
+        return f"{name}: this dataset has no object ground truth, so no claim is made."
+    f1 = columns[name]["f1"]["2"]
+    template = columns[f"template: {name}"]["f1"]["2"]
+    motion = columns[name]["motion"]["per_step_px"]
+    verdict = (
+        "they follow moving objects better than their own fixed positions would"
+        if f1 >= template + TRACKING_MARGIN
+        else "they mark where objects appear; they do not yet follow them (a fixed point per "
+        "keypoint scores about as well)"
+    )
+    return (
+        f"{name}: F1@2 {f1:.2f} against {template:.2f} for its static template, keypoints "
+        f"move {motion:.1f} px between consecutive frames: {verdict}."
+    )
+
+
+def _metric_table(result: dict, heading: str):
+    from permakey.evaluation.evaluate import table_rows
+    from permakey.visualisation.report import Table
+
+    names = [c["name"] for c in result["columns"]]
+    controls = [c["name"] for c in result["columns"] if c["kind"] == "control"]
+    noise = result["noise"]["kind"]
+    return Table(
+        ["metric", *names],
+        [[label, *values] for label, values in table_rows(result)],
+        heading=heading,
+        caption=f"{result['frames']} test frames, noise {noise}. Greyed columns are controls: "
+        "each model's static template (its mean keypoint positions), the error-map peaks "
+        "(PermaKey without its PointNet) and random points.",
+        control_columns=controls,
+        css_class="metrics",
+    )
+
+
+def _report(out: Path, args, evaluations: dict[str, dict], timings: dict[str, float]) -> Path:
+    from permakey.visualisation.report import Config, Figure, Text, Timings, write_report
+
+    runs = {m: json.loads((out / "runs" / m / "run.json").read_text()) for m in METHODS}
+    notes = [_tracking_note(m, evaluations["clean"]) for m in METHODS]
+    if "noisy" in evaluations:
+        columns = {c["name"]: c["metrics"] for c in evaluations["noisy"]["columns"]}
+        for m in METHODS:
+            share = columns[m]["distractor_share"]["2"]
+            chance = columns[m]["distractor_chance"]["2"]
+            notes.append(
+                f"{m} on Noisy Atari ({args.noise} bars): {share:.2f} of its keypoints lie on a "
+                f"bar (within 2 px), where random points would give {chance:.2f}."
+            )
+    trained = ", ".join(f"{m} {runs[m]['step']} steps ({runs[m]['status']})" for m in METHODS)
+    sections = [
+        Text(
+            "What the keypoints do",
+            [
+                f"{args.game}, {args.frames} training frames, cpu presets, {args.minutes:g} "
+                f"training minutes in all; trained: {trained}.",
+                *notes,
+            ],
+        ),
+        _metric_table(evaluations["clean"], "Metrics on clean test frames"),
+    ]
+    if "noisy" in evaluations:
+        sections.append(
+            _metric_table(evaluations["noisy"], f"Metrics on Noisy Atari ({args.noise})")
+        )
+    for name, heading, caption in FIGURES:
+        path = out / "figures" / name
+        if path.exists():
+            sections.append(Figure(heading, path, caption=caption))
+    sections.append(
+        Config({m: {"model": runs[m]["model"], "train": runs[m]["train"]} for m in METHODS})
+    )
+    sections.append(Timings(timings))
+    return write_report(out, f"PermaKey demo on {args.game}", *sections)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes}")
+    out = Path(args.out)
+    _prepare(out, args.overwrite)
+    (out / MARKER).write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
+    data, timings = out / "data", {}
+
+    def timed(step: str, fn, *a) -> None:
+        start = time.monotonic()
+        fn(*a)
+        timings[step] = timings.get(step, 0.0) + time.monotonic() - start
+
+    timed(
+        "collect",
+        _permakey,
+        "collect", args.game, "--out", data, "--frames", args.frames, "--val-frames",
+        args.eval_frames, "--test-frames", args.eval_frames, "--seed", args.seed,
+        "--policy", "random-hold:4",
+    )  # fmt: skip
+    budgets = {"permakey": args.minutes * PERMAKEY_SHARE}
+    budgets["transporter"] = args.minutes - budgets["permakey"]
+    runs = [out / "runs" / m for m in METHODS]
+    for method, run_dir in zip(METHODS, runs, strict=True):
+        timed(f"train {method}", _train, method, run_dir, data, budgets[method], args)
+    evaluations = {}
+    for label, noise in [("clean", "none")] + (
+        [("noisy", args.noise)] if args.noise != "none" else []
+    ):
+        path = out / f"evaluation_{label}.json"
+        timed(
+            "evaluate",
+            _permakey,
+            "evaluate", *runs, "--data", data, "--noise", noise, "--out", path,
+            "--device", args.device,
+        )  # fmt: skip
+        evaluations[label] = json.loads(path.read_text())
+    timed(
+        "figures",
+        _permakey,
+        "show", *runs, "--data", data, "--out", out / "figures", "--noise", args.noise,
+        "--overwrite", "--device", args.device,
+    )  # fmt: skip
+    report = _report(out, args, evaluations, timings)
+    print(
+        f"\nreport: {report}\nmetrics: {', '.join(str(out / f'evaluation_{k}.json') for k in evaluations)}"
+    )
+    return 0
