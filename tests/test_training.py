@@ -194,7 +194,12 @@ def test_run_folder_contents_and_checkpoint_round_trip(data, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("losses/pointnet" in r and "charts/images_per_s" in r for r in rows)
     assert sum("val/loss" in r for r in rows) == 2
-    assert list((run / "tb").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb")).Reload()
+    assert {"val/keypoints", "val/reconstruction"} <= set(events.Tags()["images"])
+    assert "losses/pointnet" in events.Tags()["scalars"]
+    assert len(events.Images("val/keypoints")) == 2  # one picture per epoch
 
     loaded = permakey.load(run, "last")
     assert loaded.kind == "permakey" and loaded.config == TINY_PERMAKEY

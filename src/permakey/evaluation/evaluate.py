@@ -548,7 +548,9 @@ def format_table(result: dict) -> str:
     does not apply; seed stability follows the table, one line per group of seeds.
     """
     header = ["metric"] + [column["name"] for column in result["columns"]]
-    rows = [header, ["---"] * len(header)] + [[label, *values] for label, values in table_rows(result)]
+    rows = [header, ["---"] * len(header)] + [
+        [label, *values] for label, values in table_rows(result)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:

@@ -229,10 +229,10 @@ class Logger:
             self.writer.add_scalar(key, value, step)
         self.run.append_metrics({"step": step, "epoch": epoch, **values})
 
-    def image(self, tag: str, picture: torch.Tensor, step: int) -> None:
-        """Logs a (3, H, W) float picture in [0, 1]."""
+    def image(self, tag: str, picture: np.ndarray, step: int) -> None:
+        """Logs an (H, W, 3) uint8 picture."""
         if self.writer is not None:
-            self.writer.add_image(tag, picture.clamp(0, 1), step)
+            self.writer.add_image(tag, picture, step, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -506,11 +506,9 @@ def _train(
                         position.epoch,
                     )
                     if procs.is_main:
-                        logger.image(
-                            "val/keypoints",
-                            method.picture(model, picture_batch, device, cfg),
-                            position.step,
-                        )
+                        pictures = method.picture(model, picture_batch, device, cfg)
+                        for tag, picture in pictures.items():
+                            logger.image(tag, picture, position.step)
                         if improved:
                             run.save_weights("best", model, position.step)
                     status = "early-stopped" if early.exhausted else "finished"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -68,5 +69,5 @@ class Method(Protocol):
 
     def picture(
         self, model: nn.Module, batch: dict, device: torch.device, cfg: TrainConfig
-    ) -> torch.Tensor:
-        """(3, H, W) float in [0, 1]: validation frames with keypoints, for TensorBoard."""
+    ) -> dict[str, np.ndarray]:
+        """TensorBoard tag -> (H, W, 3) uint8 picture of validation frames with keypoints."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -10,8 +11,8 @@ from permakey.data.noise import NoiseConfig
 from permakey.models import permakey as model_lib
 from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
-from permakey.training.draw import draw_keypoints, heatmap, tile
 from permakey.training.optim import ParamGroup
+from permakey.visualisation.figures import as_frames, keypoint_figure
 
 
 class PermaKeyMethod:
@@ -57,17 +58,30 @@ class PermaKeyMethod:
         return losses["lsp"] + losses["pointnet"]
 
     @torch.no_grad()
+    @torch.no_grad()
     def picture(
         self, model: PermaKey, batch: dict, device: torch.device, cfg: TrainConfig
-    ) -> torch.Tensor:
-        """Rows: frames with keypoints, each layer's normalised error map with keypoints, and
-        the VAE's reconstruction."""
+    ) -> dict[str, np.ndarray]:
+        """Frames with keypoints and each layer's error map; the VAE's reconstructions."""
         model.eval()
         images = to_float(batch["frame"], device, cfg.channels_last)
         out = model(images)
         model.train()
-        rows = [draw_keypoints(images, out.centres)]
-        for channel in range(out.error_stack.shape[1]):
-            rows.append(draw_keypoints(heatmap(out.error_stack[:, channel]), out.centres))
-        rows.append(out.reconstruction.float().cpu())
-        return tile(rows)
+        layers = model.config.lsp_layers
+        maps = {
+            f"error map, layer {layer}": m.cpu()
+            for layer, m in zip(layers, out.error_maps, strict=True)
+        }
+        return {
+            "val/keypoints": np.asarray(
+                keypoint_figure(
+                    batch["frame"].permute(0, 2, 3, 1).numpy(),
+                    {"permakey": out.centres.cpu()},
+                    maps,
+                    scale=2,
+                )
+            ),
+            "val/reconstruction": np.asarray(
+                keypoint_figure(as_frames(out.reconstruction), {}, scale=2)
+            ),
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -10,8 +11,8 @@ from permakey.data.noise import NoiseConfig
 from permakey.models import transporter as model_lib
 from permakey.models.transporter import Transporter, TransporterConfig, TransporterOutput
 from permakey.training.config import PRESETS, TrainConfig, TransporterTrainConfig
-from permakey.training.draw import draw_keypoints, tile
 from permakey.training.optim import ParamGroup
+from permakey.visualisation.figures import as_frames, keypoint_figure
 
 
 class TransporterMethod:
@@ -62,20 +63,25 @@ class TransporterMethod:
         return losses["reconstruction"]
 
     @torch.no_grad()
+    @torch.no_grad()
     def picture(
         self, model: Transporter, batch: dict, device: torch.device, cfg: TrainConfig
-    ) -> torch.Tensor:
-        """Rows: source frames and target frames with their keypoints, and the reconstruction."""
+    ) -> dict[str, np.ndarray]:
+        """Target frames with their keypoints; the reconstructions of the targets."""
         model.eval()
         source = to_float(batch["source"], device, cfg.channels_last)
         target = to_float(batch["target"], device, cfg.channels_last)
         out = model(source, target)
-        source_centres = model.detect(source).centres
         model.train()
-        return tile(
-            [
-                draw_keypoints(source, source_centres),
-                draw_keypoints(target, out.target_centres),
-                out.reconstruction.float().cpu(),
-            ]
-        )
+        return {
+            "val/keypoints": np.asarray(
+                keypoint_figure(
+                    batch["target"].permute(0, 2, 3, 1).numpy(),
+                    {"transporter": out.target_centres.cpu()},
+                    scale=2,
+                )
+            ),
+            "val/reconstruction": np.asarray(
+                keypoint_figure(as_frames(out.reconstruction), {}, scale=2)
+            ),
+        }

@@ -161,6 +161,19 @@ def compose(
     return page
 
 
+def as_frames(images) -> np.ndarray:
+    """Float images to frames for drawing.
+
+    Args:
+        images: (N, 3, H, W) float tensor in [0, 1], on any device.
+
+    Returns:
+        (N, H, W, 3) uint8.
+    """
+    pixels = images.detach().float().clamp(0, 1).mul(255).round().byte()  # (N, 3, H, W)
+    return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
 def _frames_array(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
