@@ -59,7 +59,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--fps", type=float, default=8.0, help="GIF frame rate (default: 8)")
     parser.add_argument(
-        "--device", default="auto", help="torch device, or auto: cuda when available (default)"
+        "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (once complete)"
@@ -92,10 +92,9 @@ def load_shown(runs, device: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from permakey.data.noise import NoiseConfig
     from permakey.data.store import open_split
+    from permakey.training.distributed import resolve_device
     from permakey.visualisation.show import build_figures, write_figures
 
     if args.frames < 1:
@@ -106,9 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--fps must be > 0, got {args.fps}")
     if args.out.exists() and not args.overwrite:
         raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     split = open_split(args.data, args.split)
     models = load_shown(args.runs, device)
     built = build_figures(
