@@ -24,8 +24,6 @@ from permakey.errors import UserError
 DEMO_GAME = "SpaceInvaders"
 # Share of the training budget for PermaKey; Transporter gets the rest.
 PERMAKEY_SHARE = 0.6
-# Run statuses after which a run is complete for the demo (no resume needed).
-DONE = ("finished", "early-stopped", "stopped")
 # Margin (F1@2) by which keypoints must beat their own static template to be called tracking.
 TRACKING_MARGIN = 0.05
 MARKER = "demo.json"
@@ -97,19 +95,15 @@ def _permakey(*argv: Any) -> None:
 
 def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
     """Trains a method under a time budget, or resumes it, or keeps a complete run."""
-    info = run / "run.json"
-    if info.exists():
-        status = json.loads(info.read_text()).get("status")
-        if status in DONE:
-            print(f"\n{method}: keeping the complete run in {run} (status {status})")
-            return
-        _permakey("train", method, "--resume", run, "--device", args.device)
+    from permakey.experiments.runner import train_argv
+
+    new_run = ["--data", data, "--preset", "cpu", "--noise", args.noise, "--seed", args.seed,
+               "--time-budget", minutes, "--in-memory", "--workers", 0, "--no-progress"]  # fmt: skip
+    argv = train_argv(method, run, new_run, ["--device", args.device])
+    if argv is None:
+        print(f"\n{method}: keeping the complete run in {run}")
         return
-    _permakey(
-        "train", method, "--data", data, "--out", run, "--preset", "cpu",
-        "--noise", args.noise, "--seed", args.seed, "--time-budget", minutes,
-        "--in-memory", "--workers", 0, "--device", args.device, "--no-progress",
-    )  # fmt: skip
+    _permakey(*argv)
 
 
 def _prepare(out: Path, overwrite: bool) -> None:

@@ -14,7 +14,7 @@ from permakey import __version__
 from permakey.errors import UserError
 
 # Subcommands in the order `permakey --help` lists them.
-SUBCOMMANDS = ["collect", "datasets", "train", "evaluate", "show", "demo"]
+SUBCOMMANDS = ["collect", "datasets", "train", "evaluate", "show", "demo", "reproduce"]
 
 
 def build_parser() -> argparse.ArgumentParser:

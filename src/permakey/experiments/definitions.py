@@ -1,0 +1,226 @@
+"""The paper's experiments and ablations as data, and the scales they run at.
+
+An `Experiment` is a list of `Variant`s: one trained model each (method, game, K, seed, Noisy
+Atari kind, model overrides), independent of the scale. A `Scale` says how much data and
+training every run gets. `permakey.experiments.plan` turns the two into runs, datasets and
+evaluation groups, and the `permakey ...` command lines that execute them.
+
+Keypoints per game (method.md, from the authors' code): MsPacman 7, Seaquest 10, BattleZone 8,
+Frostbite 20, SpaceInvaders 25, Enduro 10. MontezumaRevenge has no count there; 10 is this
+project's choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+KEYPOINTS = {
+    "Frostbite": 20,
+    "SpaceInvaders": 25,
+    "Enduro": 10,
+    "BattleZone": 8,
+    "MsPacman": 7,
+    "Seaquest": 10,
+    "MontezumaRevenge": 10,
+}
+METHODS = ("permakey", "transporter")
+# Random actions held for 4 steps: the player travels further than under uniform random
+# actions, so the frames show more of each game (the demo's policy too). The paper's
+# pre-trained agents (Atari Model Zoo) are not available offline.
+POLICY = "random-hold:4"
+# Every dataset comes from environment seed 0; the `seeds` experiment varies training seeds
+# on the same frames, which is what its seed stability compares.
+DATA_SEED = 0
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much data and training every run of an experiment gets.
+
+    Attributes:
+        name: "paper", "cpu" or "tiny" (tests).
+        train_frames: training frames collected per dataset.
+        eval_frames: validation and test frames collected per dataset, each.
+        preset: training preset of `permakey train` (and the model preset that goes with it).
+        epochs: maximum epochs (early stopping may end a run sooner).
+        time_budget: minutes of training per run, or None for no budget.
+        max_steps: optimiser steps per run, or None for no limit.
+        in_memory: read the splits into memory (small datasets; no DataLoader workers).
+        show_frames: frames per figure of `permakey show`.
+        episode_frames: frames of the GIF of `permakey show`.
+        overhead_min: minutes per run besides training (start, final validation, checkpoint),
+            for time estimates.
+    """
+
+    name: str
+    train_frames: int
+    eval_frames: int
+    preset: str
+    epochs: int
+    time_budget: float | None = None
+    max_steps: int | None = None
+    in_memory: bool = False
+    show_frames: int = 4
+    episode_frames: int = 48
+    overhead_min: float = 1.0
+
+
+SCALES = {
+    # The paper: 85,000 / 5,000 / 5,000 frames, up to 100 epochs with early stopping, the
+    # paper's hyper-parameters. Needs a GPU (hours per run there; weeks on a 2-core CPU).
+    "paper": Scale("paper", 85_000, 5_000, "paper", epochs=100),
+    # This 2-core machine: 5,000 training frames (collected in about 15 s, 100 MB in memory, more
+    # than 5 minutes of training consumes) and 500 / 500 validation / test frames (a few
+    # episodes each: enough for the metrics, validated and evaluated in seconds); the cpu
+    # presets (a 5x cheaper PermaKey, per-module learning rates) and 5 minutes per model, the
+    # budget at which cpu-findings.md saw keypoints settle on objects.
+    "cpu": Scale("cpu", 5_000, 500, "cpu", epochs=100, time_budget=5.0, in_memory=True),
+    # Tests only (hidden from --help): a few hundred frames and two optimiser steps.
+    "tiny": Scale(
+        "tiny",
+        300,
+        60,
+        "cpu",
+        epochs=1,
+        max_steps=2,
+        in_memory=True,
+        show_frames=2,
+        episode_frames=4,
+        overhead_min=0.1,
+    ),
+}
+PUBLIC_SCALES = ("paper", "cpu")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model of an experiment, whatever the scale.
+
+    Attributes:
+        name: the run's folder under the experiment's ``runs/`` (may contain one "/"); its
+            last part names the run's column in tables and figures.
+        method: "permakey" or "transporter".
+        game: canonical ALE game name.
+        num_keypoints: K.
+        seed: training seed (the data always come from `DATA_SEED`).
+        noise: Noisy Atari bars for training and evaluation: none, horizontal, vertical, both.
+        model: model-config overrides, (field, JSON-ready value) pairs, as `--model KEY=JSON`.
+    """
+
+    name: str
+    method: str
+    game: str
+    num_keypoints: int
+    seed: int = 0
+    noise: str = "none"
+    model: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named experiment: its variants and what it reproduces.
+
+    Attributes:
+        name: the name given to `permakey reproduce`.
+        reproduces: the figure or claim of the paper it measures.
+        variants: the trained models; runs on the same game and noise are evaluated together.
+        show_seeds: draw the runs as seeds of one setting (`permakey show --seeds`, Figure 3).
+    """
+
+    name: str
+    reproduces: str
+    variants: tuple[Variant, ...]
+    show_seeds: bool = False
+
+
+def _versus(game: str, noise: str = "none", folder: str | None = None) -> tuple[Variant, ...]:
+    """PermaKey and Transporter on one game, in ``folder``/{permakey,transporter}."""
+    folder = folder or game
+    return tuple(Variant(f"{folder}/{m}", m, game, KEYPOINTS[game], noise=noise) for m in METHODS)
+
+
+ATARI_GAMES = ("Frostbite", "SpaceInvaders", "Enduro", "BattleZone", "MsPacman", "Seaquest")
+NOISY_GAMES = ("MsPacman", "MontezumaRevenge")
+NOISE_KINDS = ("horizontal", "vertical", "both")
+SEEDS = (0, 1, 2, 3, 4)
+NUM_KEYPOINTS = (15, 20, 25)
+# LSP layer sets of Figure 6. Layers 2 and 3 are 21 x 21, which the paper's cell size p = 2
+# does not divide; p = 3 divides every layer (84, 42, 21), so the whole ablation uses it and
+# only the layers differ between its runs.
+LAYERS = ((0,), (0, 1), (2, 3), (0, 1, 2, 3))
+LAYERS_PATCH_SIZE = 3
+# (first-layer kernel, first-layer stride) of the encoder. A second stride-2 block must
+# follow a stride-2 first layer at 1 so that LSP layers 0 and 1 stay even (42 x 42) and the
+# image stays divisible by the decoder's upsampling (84 / 4): strides (2, 1, 2, 1). The
+# PointNet keeps the paper's stack, so only the feature embedding changes.
+KERNELS = ((4, 1), (6, 1), (8, 1), (4, 2), (8, 2))
+PAPER_KERNELS = (4, 3, 3, 3)
+PAPER_STRIDES = (1, 2, 2, 1)
+
+
+def _kernel_variant(kernel: int, stride: int) -> Variant:
+    strides = PAPER_STRIDES if stride == 1 else (2, 1, 2, 1)
+    model = (
+        ("encoder_kernels", [kernel, *PAPER_KERNELS[1:]]),
+        ("encoder_strides", list(strides)),
+        ("pointnet_kernels", list(PAPER_KERNELS)),
+        ("pointnet_strides", list(PAPER_STRIDES)),
+    )
+    return Variant(f"k{kernel}s{stride}", "permakey", "SpaceInvaders", 25, model=model)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "atari",
+            "Figure 2 and the claim that PermaKey keypoints land on objects: PermaKey vs "
+            "Transporter on six games",
+            tuple(v for game in ATARI_GAMES for v in _versus(game)),
+        ),
+        Experiment(
+            "noisy",
+            "Noisy Atari: PermaKey ignores the predictable bars, Transporter tracks them",
+            tuple(
+                v
+                for game in NOISY_GAMES
+                for noise in NOISE_KINDS
+                for v in _versus(game, noise, f"{game}-{noise}")
+            ),
+        ),
+        Experiment(
+            "seeds",
+            "Figure 3: PermaKey on Enduro with 5 seeds, and their stability",
+            tuple(
+                Variant(f"seed{s}", "permakey", "Enduro", KEYPOINTS["Enduro"], seed=s)
+                for s in SEEDS
+            ),
+            show_seeds=True,
+        ),
+        Experiment(
+            "num-keypoints",
+            "Figure 5: Frostbite with K = 15, 20, 25 (extra keypoints drift to the borders)",
+            tuple(Variant(f"K{k}", "permakey", "Frostbite", k) for k in NUM_KEYPOINTS),
+        ),
+        Experiment(
+            "layers",
+            "Figure 6: SpaceInvaders, K = 25, LSP layers (0), (0, 1), (2, 3), (0, 1, 2, 3)",
+            tuple(
+                Variant(
+                    "layers" + "".join(map(str, layers)),
+                    "permakey",
+                    "SpaceInvaders",
+                    25,
+                    model=(("lsp_layers", list(layers)), ("patch_size", LAYERS_PATCH_SIZE)),
+                )
+                for layers in LAYERS
+            ),
+        ),
+        Experiment(
+            "kernel-size",
+            "Encoder first-layer kernel 4 vs larger kernels and stride 2 (SpaceInvaders, K = 25)",
+            tuple(_kernel_variant(k, s) for k, s in KERNELS),
+        ),
+    )
+}

@@ -1,0 +1,395 @@
+"""Runs an `ExperimentPlan`: collect, then train, then evaluate and draw, resumably.
+
+Every step is a plain `permakey ...` command. With one worker the commands run in this
+process (through `permakey.cli.main.main`, as `permakey demo` does); with N workers each runs
+in its own subprocess with its share of the CPU threads, so a failing or interrupted run cannot
+touch another. Stages are separated: every dataset is collected (each once) before any
+training starts, and a group is evaluated once all its runs are complete.
+
+What is already done is kept: a dataset folder with its meta.json (written last, atomically),
+a run whose run.json says finished, early-stopped or stopped (its budget), an evaluation or
+figure folder newer than every run.json of its group. An interrupted run is resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from permakey.experiments.plan import ExperimentPlan, GroupPlan, RunPlan
+from permakey.fileio import write_text_atomic
+
+# Statuses after which a run is complete: nothing to resume.
+DONE = ("finished", "early-stopped", "stopped")
+# A diverged run stopped on a non-finite loss; resuming would repeat it. It is reported.
+DIVERGED = "diverged"
+INTERRUPTED = 130
+# Frames/s of `permakey collect` with object ground truth (SpaceInvaders, this 2-core machine).
+COLLECT_FPS = 450.0
+# Minutes of `permakey evaluate` and `permakey show` per group, per 1,000 test frames.
+EVALUATE_MIN_PER_1K = 1.0
+
+
+def run_status(run: str | Path) -> str | None:
+    """The status in RUN/run.json; None when the folder has no run.json."""
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged description: the run starts again
+
+
+def train_argv(
+    method: str, run: str | Path, options: Sequence, runtime: Sequence = ()
+) -> list[str] | None:
+    """The `permakey train` arguments that bring a run folder to completion.
+
+    Args:
+        method: "permakey" or "transporter".
+        run: the run folder.
+        options: options of a new run besides --out (data, preset, model, seed...).
+        runtime: options that may also be given when resuming (budgets, device, loading).
+
+    Returns:
+        None when the run is complete (`DONE`) or diverged; ``train METHOD --resume RUN
+        *runtime`` when it has a checkpoint to continue from; otherwise a fresh start, ``train
+        METHOD --out RUN *options *runtime`` (with --overwrite when a folder without a
+        checkpoint is in the way). Every element is a str.
+    """
+    run = Path(run)
+    status = run_status(run)
+    if status in DONE or status == DIVERGED:
+        return None
+    if status is not None and (run / "state.pt").is_file():
+        return ["train", method, "--resume", str(run), *map(str, runtime)]
+    argv = ["train", method, "--out", str(run), *map(str, options), *map(str, runtime)]
+    return argv + ["--overwrite"] if run.exists() else argv
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Training speeds for time estimates.
+
+    Attributes:
+        permakey_img_s: PermaKey training images/s, per training preset.
+        transporter_pairs_s: Transporter training frame pairs/s.
+        source: where the numbers come from.
+    """
+
+    permakey_img_s: dict[str, float]
+    transporter_pairs_s: float
+    source: str
+
+
+DEFAULT_RATES = Rates(
+    {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0},
+    25.0,
+    "measured on this project's 2-core development CPU in float32: PermaKey paper preset ~8 "
+    "images/s (training loop), cpu preset ~26 and Transporter ~25 frame pairs/s "
+    "(benchmarks/bench.py --quick, 1 thread)",
+)
+
+
+def benchmark_rates(folder: str | Path = "benchmarks") -> Rates:
+    """Rates from a full `benchmarks/bench.py` JSON in ``folder``, else `DEFAULT_RATES`."""
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            bench = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(bench, dict) or bench.get("quick", True):
+            continue
+        paper = bench.get("permakey_train_img_s_fp32")
+        pairs = bench.get("transporter_train_pairs_s")
+        if not paper or not pairs:
+            continue
+        rates = dict(DEFAULT_RATES.permakey_img_s, paper=paper)
+        for preset, key in (
+            ("authors-code", "permakey_authors_train_img_s_fp32"),
+            ("cpu", "permakey_cpu_preset_train_img_s_fp32"),
+        ):
+            rates[preset] = bench.get(key) or rates[preset]
+        device = bench.get("machine", {}).get("device_name", "unknown device")
+        return Rates(rates, pairs, f"{path} (float32 on {device})")
+    return DEFAULT_RATES
+
+
+def run_minutes(run: RunPlan, plan: ExperimentPlan, rates: Rates) -> float:
+    """Estimated minutes of one training run from scratch."""
+    scale = plan.scale
+    if scale.time_budget is not None:
+        return scale.time_budget + scale.overhead_min
+    if run.variant.method == "permakey":
+        rate = rates.permakey_img_s.get(scale.preset, rates.permakey_img_s["paper"])
+    else:
+        rate = rates.transporter_pairs_s
+    # Up to the maximum epochs: early stopping may end a run sooner.
+    return scale.epochs * scale.train_frames / rate / 60 + scale.overhead_min
+
+
+def estimate_minutes(plan: ExperimentPlan, rates: Rates, pending_only: bool = True) -> float:
+    """Estimated minutes of work (summed over workers) to finish an experiment.
+
+    Args:
+        plan: the experiment.
+        rates: training speeds.
+        pending_only: count only datasets not collected and runs not complete.
+    """
+    scale = plan.scale
+    total = 0.0
+    for data in plan.datasets:
+        if not (pending_only and (data.path / "meta.json").is_file()):
+            total += (scale.train_frames + 2 * scale.eval_frames) / COLLECT_FPS / 60
+    for run in plan.runs:
+        if not (pending_only and run_status(run.path) in (*DONE, DIVERGED)):
+            total += run_minutes(run, plan, rates)
+    per_group = EVALUATE_MIN_PER_1K * scale.eval_frames / 1000
+    return total + per_group * sum(len(g.runs) for g in plan.groups)
+
+
+def format_minutes(minutes: float) -> str:
+    """'12 min' below two hours, else hours (and days past two days)."""
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    hours = minutes / 60
+    return f"{hours:.0f} h" if hours < 48 else f"{hours:.0f} h ({hours / 24:.0f} days)"
+
+
+def plain_command(argv: Sequence[str]) -> str:
+    """The shell line `permakey ARGV...`."""
+    return shlex.join(["permakey", *argv])
+
+
+def print_commands(plans: Sequence[ExperimentPlan], file=None) -> None:
+    """Prints every step of ``plans`` as `permakey ...` lines in dependency order.
+
+    Stages are separated by comment lines: collect (each dataset once, even where several
+    experiments share it), train, evaluate, show.
+    """
+    file = file or sys.stdout
+    datasets = {d.path: d for plan in plans for d in plan.datasets}
+    stages = [
+        (
+            "collect every dataset (once each) before any training",
+            [d.argv for d in datasets.values()],
+        ),
+        (
+            "train: independent runs, any order or all at once; continue an interrupted one "
+            "with `permakey train METHOD --resume RUN`",
+            [r.start_command for plan in plans for r in plan.runs],
+        ),
+        (
+            "evaluate each group once its runs are complete",
+            [g.evaluate_argv for plan in plans for g in plan.groups],
+        ),
+        ("figures", [g.show_argv for plan in plans for g in plan.groups]),
+    ]
+    for plan in plans:
+        print(
+            f"# {plan.experiment.name} ({plan.scale.name} scale): {plan.experiment.reproduces}",
+            file=file,
+        )
+    for i, (heading, commands) in enumerate(stages, 1):
+        print(f"# stage {i}: {heading}", file=file)
+        for argv in commands:
+            print(plain_command(argv), file=file)
+    print(
+        "# then, for the markdown tables: the same `permakey reproduce` without "
+        "--print-commands (it keeps every complete step)",
+        file=file,
+    )
+
+
+Execute = Callable[[Sequence[str], Path], int]
+
+
+def in_process(argv: Sequence[str], log: Path) -> int:
+    """Runs `permakey ARGV` in this process; output goes to the terminal, not ``log``."""
+    from permakey.cli.main import main
+
+    print(f"\n$ {plain_command(argv)}", flush=True)
+    return main([str(a) for a in argv])
+
+
+def in_subprocess(threads: int) -> Execute:
+    """An `Execute` that runs each command in a subprocess with ``threads`` CPU threads.
+
+    The subprocess's output goes to ``log``; OMP_NUM_THREADS and MKL_NUM_THREADS bound its
+    torch threads so that N workers share the cores instead of oversubscribing them.
+    """
+
+    def execute(argv: Sequence[str], log: Path) -> int:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"start: {plain_command(argv)}  (log {log})", flush=True)
+        with open(log, "a") as f:
+            f.write(f"$ {plain_command(argv)}\n")
+            f.flush()
+            status = subprocess.call(
+                [sys.executable, "-m", "permakey", *map(str, argv)],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        print(f"done ({status}): {plain_command(argv[:4])} ...", flush=True)
+        return status
+
+    return execute
+
+
+def _stage(jobs: list[tuple[str, list[str], Path]], workers: int, execute: Execute) -> dict:
+    """Runs (label, argv, log) jobs, ``workers`` at a time; {label: exit status}.
+
+    After an interrupted job (status 130) no further job starts; the running ones finish.
+    """
+    results: dict[str, int] = {}
+    stop = threading.Event()
+
+    def one(job) -> None:
+        label, argv, log = job
+        if stop.is_set():
+            return
+        results[label] = execute(argv, log)
+        if results[label] == INTERRUPTED:
+            stop.set()
+
+    if workers == 1:
+        for job in jobs:
+            one(job)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                list(pool.map(one, jobs))
+            except KeyboardInterrupt:
+                # The terminal's Ctrl-C reaches the subprocesses too: they save and stop.
+                stop.set()
+                raise
+    return results
+
+
+def _newer_than(path: Path, inputs: Sequence[Path]) -> bool:
+    """Whether ``path`` exists and was written after every file of ``inputs``."""
+    if not path.exists():
+        return False
+    mtime = path.stat().st_mtime
+    return all(p.exists() and p.stat().st_mtime <= mtime for p in inputs)
+
+
+def _label(*parts: str) -> str:
+    return "-".join(p.replace("/", "-") for p in parts)
+
+
+def write_table(group: GroupPlan) -> None:
+    """Writes the group's markdown table (`format_table`) from its evaluation JSON."""
+    from permakey.evaluation.evaluate import format_table
+
+    result = json.loads(group.evaluation.read_text())
+    write_text_atomic(group.table, format_table(result) + "\n")
+
+
+def write_tables(plan: ExperimentPlan) -> Path:
+    """Gathers every group's table, with its dataset and figures, into OUT/<experiment>/tables.md."""
+    lines = [f"# {plan.experiment.name} ({plan.scale.name} scale)", "", plan.experiment.reproduces]
+    for group in plan.groups:
+        lines += [
+            "",
+            f"## {group.name}",
+            "",
+            f"Dataset {group.data.path.name}; noise {group.noise}; figures in "
+            f"figures/{group.name}/; JSON in {group.evaluation.name}.",
+            "",
+            group.table.read_text().rstrip(),
+        ]
+    write_text_atomic(plan.tables, "\n".join(lines) + "\n")
+    return plan.tables
+
+
+def run_plan(plan: ExperimentPlan, workers: int = 1, execute: Execute | None = None) -> int:
+    """Collects, trains, evaluates and draws what an experiment still lacks.
+
+    Args:
+        plan: the experiment.
+        workers: commands at a time; 1 runs them in this process.
+        execute: how a command runs (default: `in_process` for one worker, else
+            `in_subprocess` with the cores shared out).
+
+    Returns:
+        0 when every step is complete, 1 when a step failed (the others still ran), 130 when
+        interrupted.
+    """
+    if execute is None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        execute = in_process if workers == 1 else in_subprocess(threads)
+    logs = plan.folder / "logs"
+    quiet = [] if workers == 1 else ["--quiet"]
+    jobs = []
+    for data in plan.datasets:
+        if (data.path / "meta.json").is_file():
+            print(f"dataset {data.path}: complete, kept")
+        else:
+            label = _label("collect", data.game)
+            jobs.append((label, [*data.argv, *quiet], logs / f"{label}.log"))
+    results = _stage(jobs, workers, execute)
+    if INTERRUPTED in results.values():
+        return INTERRUPTED
+    missing = {d.game for d in plan.datasets if not (d.path / "meta.json").is_file()}
+
+    jobs = []
+    no_progress = [] if workers == 1 else ["--no-progress"]
+    for run in plan.runs:
+        if run.variant.game in missing:
+            continue
+        argv = train_argv(run.variant.method, run.path, run.new_argv, [*run.runtime, *no_progress])
+        if argv is None:
+            print(f"run {run.path}: {run_status(run.path)}, kept")
+        else:
+            label = _label("train", run.variant.name)
+            jobs.append((label, argv, logs / f"{label}.log"))
+    results.update(_stage(jobs, workers, execute))
+    if INTERRUPTED in results.values():
+        return INTERRUPTED
+
+    evaluations, shows, ready = [], [], []
+    for group in plan.groups:
+        statuses = [run_status(r.path) for r in group.runs]
+        if any(s not in DONE for s in statuses):
+            print(f"group {group.name}: not evaluated, runs incomplete or diverged: {statuses}")
+            continue
+        ready.append(group)
+        inputs = [r.path / "run.json" for r in group.runs]
+        label = _label("evaluate", group.name)
+        if _newer_than(group.evaluation, inputs):
+            print(f"evaluation {group.evaluation}: up to date, kept")
+        else:
+            evaluations.append((label, list(group.evaluate_argv), logs / f"{label}.log"))
+        label = _label("show", group.name)
+        if _newer_than(group.figures, inputs):
+            print(f"figures {group.figures}: up to date, kept")
+        else:
+            shows.append((label, list(group.show_argv), logs / f"{label}.log"))
+    results.update(_stage(evaluations, workers, execute))
+    if INTERRUPTED in results.values():
+        return INTERRUPTED
+    results.update(_stage(shows, workers, execute))
+    if INTERRUPTED in results.values():
+        return INTERRUPTED
+    tabled = [group for group in ready if group.evaluation.is_file()]
+    for group in tabled:
+        write_table(group)
+    failed = sorted(label for label, status in results.items() if status)
+    complete = len(tabled) == len(plan.groups) and not failed
+    if complete:
+        print(f"\ntables: {write_tables(plan)}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (see {logs} when run with --workers > 1)")
+    return 0 if complete else 1
