@@ -26,6 +26,8 @@ DEMO_GAME = "SpaceInvaders"
 PERMAKEY_SHARE = 0.6
 # Margin (F1@2) by which keypoints must beat their own static template to be called tracking.
 TRACKING_MARGIN = 0.05
+# Keypoints for games without a count in the authors' code.
+DEFAULT_KEYPOINTS = 10
 MARKER = "demo.json"
 METHODS = ("permakey", "transporter")
 # Figures of `permakey show` that the report embeds, when present: file, heading, caption.
@@ -56,7 +58,14 @@ def add_parser(subparsers) -> None:
         type=float,
         default=10.0,
         help="training minutes for both models together (default 10; PermaKey gets "
-        f"{PERMAKEY_SHARE:.0%})",
+        f"{PERMAKEY_SHARE * 100:.0f} percent)",
+    )
+    parser.add_argument(
+        "--num-keypoints",
+        type=int,
+        metavar="K",
+        help="keypoints of both models (default: the game's count in the authors' code, e.g. "
+        f"SpaceInvaders 25, Frostbite 20, MsPacman 7; {DEFAULT_KEYPOINTS} for other games)",
     )
     parser.add_argument(
         "--frames", type=int, default=5000, help="training frames to collect (default 5000)"
@@ -98,7 +107,8 @@ def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
     from permakey.experiments.runner import train_argv
 
     new_run = ["--data", data, "--preset", "cpu", "--noise", args.noise, "--seed", args.seed,
-               "--time-budget", minutes, "--in-memory", "--workers", 0, "--no-progress"]  # fmt: skip
+               "--num-keypoints", args.num_keypoints, "--time-budget", minutes, "--in-memory",
+               "--workers", 0, "--no-progress"]  # fmt: skip
     argv = train_argv(method, run, new_run, ["--device", args.device])
     if argv is None:
         print(f"\n{method}: keeping the complete run in {run}")
@@ -173,8 +183,9 @@ def _report(out: Path, args, evaluations: dict[str, dict], timings: dict[str, fl
         Text(
             "What the keypoints do",
             [
-                f"{args.game}, {args.frames} training frames, cpu presets, {args.minutes:g} "
-                f"training minutes in all; trained: {trained}.",
+                f"{args.game}, {args.frames} training frames, cpu presets, "
+                f"{args.num_keypoints} keypoints per model, {args.minutes:g} training minutes in "
+                f"all; trained: {trained}.",
                 *notes,
             ],
         ),
@@ -198,6 +209,12 @@ def _report(out: Path, args, evaluations: dict[str, dict], timings: dict[str, fl
 def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
+    from permakey.data.games import resolve_game
+    from permakey.experiments.definitions import KEYPOINTS
+
+    args.game = resolve_game(args.game)
+    if args.num_keypoints is None:
+        args.num_keypoints = KEYPOINTS.get(args.game, DEFAULT_KEYPOINTS)
     out = Path(args.out)
     _prepare(out, args.overwrite)
     (out / MARKER).write_text(json.dumps(vars(args), default=str, indent=2) + "\n")

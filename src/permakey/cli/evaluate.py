@@ -24,7 +24,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `permakey train`")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="(default: test)"
+    )
     parser.add_argument(
         "--noise",
         default="none",
@@ -51,7 +53,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--max-frames", type=int, metavar="N", help="evaluate only the first N frames"
     )
-    parser.add_argument("--batch-size", type=int, default=64, metavar="B")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="B",
+        help="frames per model call (default: 64)",
+    )
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
     )
