@@ -26,6 +26,8 @@ DEMO_GAME = "SpaceInvaders"
 PERMAKEY_SHARE = 0.6
 # Margin (F1@2) by which keypoints must beat their own static template to be called tracking.
 TRACKING_MARGIN = 0.05
+# ... and move at least this much (pixels between consecutive frames) to be called tracking.
+TRACKING_MOTION_PX = 1.0
 # Keypoints for games without a count in the authors' code.
 DEFAULT_KEYPOINTS = 10
 MARKER = "demo.json"
@@ -133,12 +135,18 @@ def _tracking_note(name: str, result: dict) -> str:
     f1 = columns[name]["f1"]["2"]
     template = columns[f"template: {name}"]["f1"]["2"]
     motion = columns[name]["motion"]["per_step_px"]
-    verdict = (
-        "they follow moving objects better than their own fixed positions would"
-        if f1 >= template + TRACKING_MARGIN
-        else "they mark where objects appear; they do not yet follow them (a fixed point per "
-        "keypoint scores about as well)"
-    )
+    if f1 < template + TRACKING_MARGIN:
+        verdict = (
+            "they mark where objects appear; they do not yet follow them (a fixed point per "
+            "keypoint scores about as well)"
+        )
+    elif motion < TRACKING_MOTION_PX:
+        verdict = (
+            "they sit on objects a little better than their fixed mean positions, but hardly "
+            "move: they mark where objects appear more than they follow them"
+        )
+    else:
+        verdict = "they follow moving objects better than their own fixed positions would"
     return (
         f"{name}: F1@2 {f1:.2f} against {template:.2f} for its static template, keypoints "
         f"move {motion:.1f} px between consecutive frames: {verdict}."
