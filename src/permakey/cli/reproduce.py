@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
         work = sum(estimate_minutes(p, rates) for p in plans)
         raise UserError(
             f"--scale paper needs a GPU and this machine has none: about "
-            f"{format_minutes(work / args.workers)} here (up to 100 epochs per run; training "
-            f"speeds {rates.source}); pass --yes to start anyway, or --print-commands for a "
-            "cluster"
+            f"{format_minutes(work / args.workers)} here (up to 100 epochs per run at "
+            f"{rates.permakey_img_s['paper']:.1f} PermaKey images/s and "
+            f"{rates.transporter_pairs_s:.1f} Transporter pairs/s, from {rates.source}); pass "
+            "--yes to start anyway, or --print-commands for a cluster"
         )
     worst = 0
     for plan in plans:
