@@ -17,7 +17,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 from synthetic import make_sprites_dataset
-from test_training import TINY_PERMAKEY, TINY_TRANSPORTER, one_thread, tiny_cfg  # noqa: F401
+from test_training import TINY_PERMAKEY, TINY_TRANSPORTER, _one_thread, tiny_cfg  # noqa: F401
 
 import permakey
 from permakey.cli.main import main

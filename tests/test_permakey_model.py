@@ -436,15 +436,6 @@ def sprite_contrast(model: PermaKey, images: torch.Tensor, mask: torch.Tensor) -
     return ratios
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: a second thread only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_error_maps_learn_to_light_up_an_unpredictable_sprite(one_thread) -> None:
     config = PermaKeyConfig(

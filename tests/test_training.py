@@ -53,11 +53,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test of this file runs on one thread (`conftest.one_thread`)."""
 
 
 def tiny_cfg(data, **changes) -> PermaKeyTrainConfig:

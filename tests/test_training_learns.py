@@ -39,11 +39,8 @@ def sprites(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test of this file runs on one thread (`conftest.one_thread`)."""
 
 
 def sprite_truth(sprites) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:

@@ -204,15 +204,6 @@ def sprite_frames(count: int, background: torch.Tensor, g: torch.Generator):
     return frames, corners.float() + (SPRITE - 1) / 2
 
 
-@pytest.fixture
-def one_thread():
-    # Small convs gain nothing from a second thread on the shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_short_training_puts_keypoints_on_the_moving_sprite(one_thread):
     torch.manual_seed(0)
