@@ -218,14 +218,15 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
     from permakey.data.games import resolve_game
-    from permakey.experiments.definitions import KEYPOINTS
+    from permakey.experiments.definitions import KEYPOINTS, POLICY
+    from permakey.fileio import write_json_atomic
 
     args.game = resolve_game(args.game)
     if args.num_keypoints is None:
         args.num_keypoints = KEYPOINTS.get(args.game, DEFAULT_KEYPOINTS)
     out = Path(args.out)
     _prepare(out, args.overwrite)
-    (out / MARKER).write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
+    write_json_atomic(out / MARKER, {k: v for k, v in vars(args).items() if k != "func"})
     data, timings = out / "data", {}
 
     def timed(step: str, fn, *a) -> None:
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         _permakey,
         "collect", args.game, "--out", data, "--frames", args.frames, "--val-frames",
         args.eval_frames, "--test-frames", args.eval_frames, "--seed", args.seed,
-        "--policy", "random-hold:4",
+        "--policy", POLICY,
     )  # fmt: skip
     budgets = {"permakey": args.minutes * PERMAKEY_SHARE}
     budgets["transporter"] = args.minutes - budgets["permakey"]
