@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from synthetic import make_sprites_dataset
 
@@ -174,6 +175,60 @@ def test_param_groups_are_disjoint_and_cover_the_model():
     assert [g.lr for g in groups] == [2e-4, 2e-4, 2e-4, 1e-3]
 
 
+def _one_step_changes(cfg: PermaKeyTrainConfig, steps: int = 1) -> dict[str, bool]:
+    """Which modules' parameters (not BatchNorm statistics) ``steps`` training steps change."""
+    from permakey.models.permakey import PermaKey
+    from permakey.training.loop import training_step
+
+    torch.manual_seed(0)
+    model = PermaKey(TINY_PERMAKEY)
+    method = PermaKeyMethod()
+    optimizer = build_optimizer(method.param_groups(model, cfg), cfg.adam_eps)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    batch = {"frame": torch.randint(0, 256, (4, 3, SIZE, SIZE), dtype=torch.uint8)}
+    for step in range(steps):
+        set_learning_rates(optimizer, step, cfg.lr_decay, cfg.decay_rate, cfg.decay_steps)
+        training_step(method, model, optimizer, batch, torch.device("cpu"), cfg)
+    after = dict(model.named_parameters())
+    changed = {
+        part: any(not torch.equal(before[k], after[k]) for k in after if k.startswith(part + "."))
+        for part in ("vae", "lsp", "pointnet")
+    }
+    changed["pointnet_adam_steps"] = int(optimizer.state[next(model.pointnet.parameters())]["step"])
+    changed["model"] = model
+    return changed
+
+
+def test_extra_pointnet_updates_move_only_the_pointnet():
+    once = _one_step_changes(PermaKeyTrainConfig())
+    thrice = _one_step_changes(PermaKeyTrainConfig(pointnet_updates=3))
+    assert thrice["pointnet_adam_steps"] == 3 and once["pointnet_adam_steps"] == 1
+    for part in ("vae", "lsp"):  # the other modules still get exactly one update
+        a, b = dict(once["model"].named_parameters()), dict(thrice["model"].named_parameters())
+        assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(part + ".")), part
+    a = dict(once["model"].pointnet.named_parameters())
+    b = dict(thrice["model"].pointnet.named_parameters())
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pointnet_warmup_holds_the_pointnet_still_then_lets_it_learn():
+    cfg = PermaKeyTrainConfig(pointnet_warmup=2, pointnet_updates=2)
+    during = _one_step_changes(cfg, steps=2)
+    assert during["vae"] and during["lsp"] and not during["pointnet"]
+    assert during["pointnet_adam_steps"] == 2  # no extra updates while warming up
+    after = _one_step_changes(cfg, steps=3)
+    assert after["pointnet"] and after["pointnet_adam_steps"] == 4
+
+
+def test_pointnet_lever_values_are_checked():
+    with pytest.raises(ValueError, match="pointnet_updates"):
+        PermaKeyTrainConfig(pointnet_updates=0)
+    with pytest.raises(ValueError, match="pointnet_warmup"):
+        PermaKeyTrainConfig(pointnet_warmup=-1)
+    with pytest.raises(ValueError, match="shared_adam_counter"):
+        PermaKeyTrainConfig(pointnet_updates=2, shared_adam_counter=True)
+
+
 # --- run folder, checkpoints, load ----------------------------------------------------------
 
 
@@ -231,11 +286,18 @@ def test_resume_after_interrupt_and_step_budget_is_bit_identical(data, tmp_path)
     assert (second.status, second.step, second.epoch) == ("stopped", 11, 1)
     third = train(method, tiny_cfg(data), TINY_PERMAKEY, run, resume=True)
     assert (third.status, third.step) == ("finished", full.step)
-    assert third.best_val_loss == full.best_val_loss
     assert_same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
-    assert_same_weights(tmp_path / "full" / "best.safetensors", run / "best.safetensors")
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == sorted(row["step"] for row in rows)
+    # The stop at step 11 validated its weights as well: the best weights are the better of
+    # those and the uninterrupted run's best.
+    (stop_loss,) = [row["val/loss"] for row in rows if row["step"] == 11 and "val/loss" in row]
+    best_step = safe_open(run / "best.safetensors", "pt").metadata()["step"]
+    if stop_loss < full.best_val_loss:
+        assert (third.best_val_loss, best_step) == (stop_loss, "11")
+    else:
+        assert third.best_val_loss == full.best_val_loss
+        assert_same_weights(tmp_path / "full" / "best.safetensors", run / "best.safetensors")
 
 
 def test_time_budget_stops_cleanly_with_a_best_model(data, tmp_path):

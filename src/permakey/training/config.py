@@ -154,6 +154,10 @@ class PermaKeyTrainConfig(TrainConfig):
     """learning rate of the PointNet; unset: --lr"""
     shared_adam_counter: bool = False
     """one Adam step counter shared by the module updates of a training step, as in the authors' code: it drives Adam's bias correction and the decay, which then comes every decay-steps / 4 training steps"""
+    pointnet_updates: int = 1
+    """PointNet updates per training step, all on the step's detached error maps (the PointNet is cheap next to the VAE and LSP networks, and learns slowest)"""
+    pointnet_warmup: int = 0
+    """training steps during which only the VAE and LSP networks learn; the PointNet starts after them"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,6 +165,13 @@ class PermaKeyTrainConfig(TrainConfig):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        _check("pointnet_updates", self.pointnet_updates, int, minimum=1)
+        _check("pointnet_warmup", self.pointnet_warmup, int, minimum=0)
+        if self.shared_adam_counter and self.pointnet_updates > 1:
+            raise ValueError(
+                "pointnet_updates > 1 does not go with shared_adam_counter (the authors' code "
+                "updates each module once per step)"
+            )
 
 
 @dataclass

@@ -8,6 +8,7 @@ multi-node path.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -56,6 +57,24 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return True
     return "avx512_bf16" in text or "amx_bf16" in text
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def average_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Averages the gradients of the optimiser's parameters over the processes (DDP's job for
+    losses computed outside its forward); nothing in a single process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world_size = dist.get_world_size()
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world_size
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -18,8 +18,7 @@ from torch import nn
 
 from permakey.data.datasets import to_float
 from permakey.keypoints import to_pixels
-from permakey.training.distributed import resolve_device
-from permakey.training.loop import autocast
+from permakey.training.distributed import autocast, resolve_device
 from permakey.training.run import load_weights, weights_path
 
 

@@ -13,7 +13,6 @@ training's random stream. On CPU a resumed run ends bit-identical to an uninterr
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import signal
@@ -36,6 +35,8 @@ from permakey.training.config import TrainConfig
 from permakey.training.distributed import (
     EpochSampler,
     Processes,
+    autocast,
+    average_gradients,
     cpu_has_fast_bf16,
     resolve_precision,
 )
@@ -60,7 +61,7 @@ class TrainResult:
             "interrupted" (Ctrl-C / SIGTERM); the last two are resumable mid-epoch.
         step: optimiser steps done in total.
         epoch: epochs completed.
-        best_val_loss: lowest validation loss so far (None before the first validation).
+        best_val_loss: validation loss of the best weights (None before the first validation).
     """
 
     run: Path
@@ -81,12 +82,25 @@ class Position:
 
 @dataclass
 class EarlyStopping:
-    """Patience on the validation loss."""
+    """Patience on the validation loss, and the loss of the weights kept as best.
+
+    Patience counts only the validations at the ends of epochs, so resuming never changes
+    when a run stops; ``kept`` also counts the validation of a run stopped on its budget,
+    whose final weights become the best ones if they validate lower.
+    """
 
     patience: int
     best: float = math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
+    kept: float = math.inf
+
+    def keep(self, loss: float) -> bool:
+        """Whether weights with this validation loss replace the best weights (then recorded)."""
+        if loss < self.kept:
+            self.kept = loss
+            return True
+        return False
 
     def update(self, loss: float, epoch: int) -> bool:
         """Records a validation loss; returns whether it is the best so far."""
@@ -102,11 +116,6 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for ``precision == "bf16"``, else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def training_step(
     method: Method,
     model: nn.Module,
@@ -115,7 +124,12 @@ def training_step(
     device: torch.device,
     cfg: TrainConfig,
 ) -> dict[str, torch.Tensor]:
-    """One optimiser step on one batch (also what the benchmark times).
+    """One training step on one batch (also what the benchmark times).
+
+    One optimiser step on the method's total loss, then one per loss of the method's
+    `extra_losses` (e.g. further PointNet updates), each computed after the previous step.
+    Under DDP the extra losses' gradients are averaged over the processes here, since they do
+    not pass through the wrapper's forward.
 
     Returns:
         {loss key: detached float32 scalar}, the losses before the step.
@@ -125,6 +139,11 @@ def training_step(
     optimizer.zero_grad(set_to_none=True)
     out.total.backward()
     optimizer.step()
+    for loss in method.extra_losses(model, out, optimizer, cfg):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(optimizer)
+        optimizer.step()
     return {k: v.detach() for k, v in out.losses.items()}
 
 
@@ -497,7 +516,7 @@ def _train(
                         val, f"validation after epoch {position.epoch + 1}", run.path, saved_step
                     )
                     val_loss = method.validation_loss(val)
-                    improved = early.update(val_loss, position.epoch)
+                    early.update(val_loss, position.epoch)
                     position.epoch += 1
                     position.batch = 0
                     logger.scalars(
@@ -509,24 +528,26 @@ def _train(
                         pictures = method.picture(model, picture_batch, device, cfg)
                         for tag, picture in pictures.items():
                             logger.image(tag, picture, position.step)
-                        if improved:
-                            run.save_weights("best", model, position.step)
+                    if early.keep(val_loss) and procs.is_main:
+                        run.save_weights("best", model, position.step)
                     status = "early-stopped" if early.exhausted else "finished"
                     save("running")
 
             if stop_reason is not None and not (position.epoch >= cfg.epochs or early.exhausted):
                 status = "interrupted" if stop_reason == "interrupted" else "stopped"
-                if saved_step != position.step:
-                    save(status)
-                if status == "stopped" and early.best_epoch < 0:
-                    # A run stopped before its first validation still gets a best model;
-                    # the early-stopping state is left alone, so resuming is unaffected.
+                kept = False
+                if status == "stopped" and position.batch > 0:
+                    # Stopped on its budget mid-epoch: the final weights are validated and kept
+                    # as best if they are better (a run stopped before its first validation
+                    # always gets a best model). Patience is left alone (see EarlyStopping).
                     val = validate(method, model, val_loader, cfg, procs)
-                    logger.scalars(
-                        {"val/loss": method.validation_loss(val)}, position.step, position.epoch
-                    )
-                    if procs.is_main:
+                    val_loss = method.validation_loss(val)
+                    logger.scalars({"val/loss": val_loss}, position.step, position.epoch)
+                    kept = early.keep(val_loss)
+                    if kept and procs.is_main:
                         run.save_weights("best", model, position.step)
+                if kept or saved_step != position.step:
+                    save(status)
                 if procs.is_main:
                     print(
                         f"{method.kind}: {stop_reason}: stopped at step {position.step} "
@@ -540,7 +561,7 @@ def _train(
         raise
     finally:
         logger.close()
-    best = early.best if math.isfinite(early.best) else None
+    best = early.kept if math.isfinite(early.kept) else None
     return TrainResult(run.path, status, position.step, position.epoch, best)
 
 
@@ -573,8 +594,8 @@ def _summary(position: Position, early: EarlyStopping, steps_per_epoch: int) -> 
         "step": position.step,
         "epoch": position.epoch,
         "steps_per_epoch": steps_per_epoch,
-        "best_val_loss": early.best if math.isfinite(early.best) else None,
-        "best_epoch": early.best_epoch + 1 if early.best_epoch >= 0 else None,
+        "best_val_loss": early.kept if math.isfinite(early.kept) else None,
+        "best_epoch": early.best_epoch + 1 if early.best_epoch >= 0 else None,  # patience's
     }
 
 

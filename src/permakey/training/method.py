@@ -8,6 +8,7 @@ the loop's, shared by every method.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -63,6 +64,14 @@ class Method(Protocol):
         self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool
     ) -> ModelOutput:
         """Moves a collated batch to ``device`` and runs the model on it."""
+
+    def extra_losses(
+        self, model: nn.Module, out: ModelOutput, optimizer: torch.optim.Optimizer, cfg: TrainConfig
+    ) -> Iterator[torch.Tensor]:
+        """Losses of further optimiser steps on the same batch, after the step on ``out.total``.
+
+        Each is computed only when asked for, after the previous step; most methods have none.
+        """
 
     def validation_loss(self, losses: dict[str, float]) -> float:
         """The early-stopping criterion from the mean validation losses."""

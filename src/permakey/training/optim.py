@@ -36,11 +36,15 @@ class ParamGroup:
         name: the module ("vae", "lsp/0", "pointnet", "transporter").
         params: its parameters.
         lr: base learning rate before decay.
+        start: training step (0-based) from which the group learns; its learning rate is 0
+            before (a warm-up of the other modules), while its Adam moments already follow
+            its gradients.
     """
 
     name: str
     params: list[nn.Parameter]
     lr: float
+    start: int = 0
 
 
 def decay_factor(iteration: int, kind: str, rate: float, steps: int) -> float:
@@ -125,7 +129,8 @@ def build_optimizer(
         the optimiser; each of its param_groups has "name" and "base_lr".
     """
     torch_groups = [
-        {"params": g.params, "lr": g.lr, "base_lr": g.lr, "name": g.name} for g in groups
+        {"params": g.params, "lr": g.lr, "base_lr": g.lr, "name": g.name, "start": g.start}
+        for g in groups
     ]
     if shared_counter:
         return SharedCounterAdam(torch_groups, eps=eps)
@@ -137,6 +142,8 @@ def set_learning_rates(
 ) -> dict[str, float]:
     """Sets every group's learning rate for training step ``step`` (0-based) of the schedule.
 
+    A group's rate is 0 before its ``start`` step.
+
     Returns:
         {group name: learning rate}, for logging.
     """
@@ -144,6 +151,7 @@ def set_learning_rates(
     for group in optimizer.param_groups:
         # With a shared counter the schedule runs on optimiser iterations, not training steps.
         iteration = group.get("counter_stride", 1) * step + group.get("counter_offset", 0)
-        group["lr"] = group["base_lr"] * decay_factor(iteration, kind, rate, steps)
+        learning = step >= group.get("start", 0)
+        group["lr"] = group["base_lr"] * decay_factor(iteration, kind, rate, steps) * learning
         rates[group["name"]] = group["lr"]
     return rates

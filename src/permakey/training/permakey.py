@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from permakey.data.datasets import FrameDataset, to_float
 from permakey.data.noise import NoiseConfig
 from permakey.models import permakey as model_lib
-from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
+from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput, pointnet_loss
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
+from permakey.training.distributed import autocast
 from permakey.training.optim import ParamGroup
 from permakey.visualisation.figures import as_frames, keypoint_figure
 
@@ -39,12 +43,20 @@ class PermaKeyMethod:
         )
 
     def param_groups(self, model: PermaKey, cfg: PermaKeyTrainConfig) -> list[ParamGroup]:
-        """The VAE, each LSP network, the PointNet: the four updates of the authors' code."""
+        """The VAE, each LSP network, the PointNet: the four updates of the authors' code.
+
+        The PointNet learns from step ``cfg.pointnet_warmup`` on.
+        """
         groups = [ParamGroup("vae", list(model.vae.parameters()), cfg.lr_vae or cfg.lr)]
         for layer, lsp in zip(model.config.lsp_layers, model.lsp, strict=True):
             groups.append(ParamGroup(f"lsp/{layer}", list(lsp.parameters()), cfg.lr_lsp or cfg.lr))
         groups.append(
-            ParamGroup("pointnet", list(model.pointnet.parameters()), cfg.lr_pointnet or cfg.lr)
+            ParamGroup(
+                "pointnet",
+                list(model.pointnet.parameters()),
+                cfg.lr_pointnet or cfg.lr,
+                start=cfg.pointnet_warmup,
+            )
         )
         return groups
 
@@ -53,11 +65,31 @@ class PermaKeyMethod:
     ) -> PermaKeyOutput:
         return model(to_float(batch["frame"], device, channels_last))
 
+    def extra_losses(
+        self,
+        model: nn.Module,
+        out: PermaKeyOutput,
+        optimizer: torch.optim.Optimizer,
+        cfg: PermaKeyTrainConfig,
+    ) -> Iterator[torch.Tensor]:
+        """``cfg.pointnet_updates - 1`` further PointNet losses on the step's detached error maps.
+
+        None while the PointNet warms up (its learning rate is 0). Only the PointNet gets
+        gradients, so the other modules keep their one update per step.
+        """
+        pointnet = _unwrap(model).pointnet
+        (group,) = (g for g in optimizer.param_groups if g["name"] == "pointnet")
+        if group["lr"] == 0.0:
+            return
+        for _ in range(cfg.pointnet_updates - 1):
+            with autocast(out.error_stack.device, cfg.precision):
+                windows = pointnet(out.error_stack).windows
+            yield pointnet_loss(windows, out.error_stack)
+
     def validation_loss(self, losses: dict[str, float]) -> float:
         """LSP + PointNet loss: the VAE's ELBO does not decide when PermaKey stops."""
         return losses["lsp"] + losses["pointnet"]
 
-    @torch.no_grad()
     @torch.no_grad()
     def picture(
         self, model: PermaKey, batch: dict, device: torch.device, cfg: TrainConfig
@@ -85,3 +117,8 @@ class PermaKeyMethod:
                 keypoint_figure(as_frames(out.reconstruction), {}, scale=2)
             ),
         }
+
+
+def _unwrap(model: nn.Module) -> PermaKey:
+    """The PermaKey model inside a DDP wrapper, or the model itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

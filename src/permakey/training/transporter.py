@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -59,10 +61,15 @@ class TransporterMethod:
             to_float(batch["target"], device, channels_last),
         )
 
+    def extra_losses(
+        self, model: nn.Module, out: TransporterOutput, optimizer, cfg: TrainConfig
+    ) -> Iterator[torch.Tensor]:
+        """None: one update per step."""
+        return iter(())
+
     def validation_loss(self, losses: dict[str, float]) -> float:
         return losses["reconstruction"]
 
-    @torch.no_grad()
     @torch.no_grad()
     def picture(
         self, model: Transporter, batch: dict, device: torch.device, cfg: TrainConfig
