@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -166,10 +165,14 @@ def peak_rss_gb(frames: int, device: str, steps: int, workdir: Path) -> float:
         "--out", str(workdir / "run"), "--max-steps", str(steps), "--val-limit", "64",
         "--workers", "0", "--no-progress", "--device", device,
     ]  # fmt: skip
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    # ru_maxrss of waited-for children: kilobytes on Linux, bytes on macOS.
-    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return maxrss * (1 if sys.platform == "darwin" else 1024) / 1e9
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    # The resource usage of this one child (RUSAGE_CHILDREN would give the largest of every
+    # child this benchmark ever waited for). ru_maxrss: kilobytes on Linux, bytes on macOS.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 
 def machine(device: torch.device) -> dict[str, object]:

@@ -42,6 +42,9 @@ def make_run(folder, kind, model_config, seed):
     }
     run.create(info, model, overwrite=False)
     run.save_weights("best", model, 0)
+    with torch.no_grad():  # last weights that differ from the best ones
+        next(model.parameters()).add_(1.0)
+    run.save_weights("last", model, 1)
     return folder
 
 
@@ -83,6 +86,19 @@ def test_evaluate_command_writes_json_and_prints_table(dataset, runs, tmp_path, 
     assert chance == pytest.approx(1 - (79 / 84) ** 2)  # two 5-pixel bars
     printed = capsys.readouterr().out
     assert "| F1@2" in printed and f"wrote {out}" in printed
+
+
+def test_weights_choose_the_checkpoint_evaluated(dataset, runs):
+    from permakey.evaluation.evaluate import evaluate_runs
+
+    results = {
+        which: evaluate_runs(runs[:1], dataset, max_frames=4, weights=which)
+        for which in ("best", "last")
+    }
+    identity = {which: r["columns"][0]["identity"] for which, r in results.items()}
+    assert identity["best"]["weights"] == "best.safetensors"
+    assert identity["last"]["weights"] == "last.safetensors"
+    assert identity["best"]["sha256"] != identity["last"]["sha256"]
 
 
 def test_unknown_category_flag_is_a_user_error(dataset, runs):

@@ -121,7 +121,7 @@ def test_torchrun_with_two_cpu_processes_writes_one_run_folder(sprites, tmp_path
         "--standalone", "-m", "permakey", "train", "permakey",
         "--data", str(sprites), "--out", str(run), "--epochs", "1", "--batch-size", "16",
         "--max-steps", "4", "--val-limit", "16", "--workers", "1", "--device", "cpu",
-        "--no-progress", "--num-keypoints", "3",
+        "--no-progress", "--num-keypoints", "3", "--pointnet-updates", "2",
         "--model", "encoder_channels=[8, 8, 8, 8]", "--model", "lsp_hidden=[16]",
     ]  # fmt: skip
     env = {

@@ -255,14 +255,14 @@ def run(args: argparse.Namespace) -> int:
             "evaluate",
             _permakey,
             "evaluate", *runs, "--data", data, "--noise", noise, "--out", path,
-            "--device", args.device,
+            "--weights", "last", "--device", args.device,
         )  # fmt: skip
         evaluations[label] = json.loads(path.read_text())
     timed(
         "figures",
         _permakey,
         "show", *runs, "--data", data, "--out", out / "figures", "--noise", args.noise,
-        "--overwrite", "--device", args.device,
+        "--weights", "last", "--overwrite", "--device", args.device,
     )  # fmt: skip
     report = _report(out, args, evaluations, timings)
     print(

@@ -63,6 +63,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
     )
+    parser.add_argument(
+        "--weights",
+        default="best",
+        choices=("best", "last"),
+        help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
+        "last (the end of training, e.g. of a time budget) (default: best)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         batch_size=args.batch_size,
         device=args.device,
+        weights=args.weights,
     )
     out = args.out or Path(f"evaluation_{Path(args.data).name}_{args.split}_{args.noise}.json")
     write_result(out, result)

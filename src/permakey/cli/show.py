@@ -64,11 +64,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (once complete)"
     )
+    parser.add_argument(
+        "--weights",
+        default="best",
+        choices=("best", "last"),
+        help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
+        "last (the end of training, e.g. of a time budget) (default: best)",
+    )
     parser.set_defaults(func=run)
 
 
-def load_shown(runs, device: str):
-    """Trained runs as `ShownModel`s, named by their folders."""
+def load_shown(runs, device: str, weights: str = "best"):
+    """Trained runs (their ``weights``, "best" or "last") as `ShownModel`s, named by their folders."""
     import permakey
     from permakey.evaluation.evaluate import column_names, seed_group
     from permakey.training.run import read_run_json
@@ -78,7 +85,7 @@ def load_shown(runs, device: str):
     runs = [Path(run) for run in runs]
     for run, name in zip(runs, column_names(runs), strict=True):
         info = read_run_json(run)
-        loaded = permakey.load(run, device=device)
+        loaded = permakey.load(run, weights, device=device)
         shown.append(
             ShownModel(
                 name=name,
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
     device = str(resolve_device(args.device))
     split = open_split(args.data, args.split)
-    models = load_shown(args.runs, device)
+    models = load_shown(args.runs, device, args.weights)
     built = build_figures(
         models,
         split,

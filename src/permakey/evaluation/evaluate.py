@@ -371,11 +371,18 @@ def seed_group(run_info: dict) -> str:
     return json.dumps(_without_seeds(setting), sort_keys=True)
 
 
-def load_model(run: str | Path, device: str, name: str) -> KeypointModel:
-    """A trained run (its best weights) as a `KeypointModel`, loaded by `permakey.load`."""
+def load_model(run: str | Path, device: str, name: str, weights: str = "best") -> KeypointModel:
+    """A trained run as a `KeypointModel`, loaded by `permakey.load`.
+
+    Args:
+        run: the run folder.
+        device: torch device.
+        name: column name.
+        weights: "best" or "last".
+    """
     run = Path(run)
     info = read_run_json(run)
-    loaded = permakey.load(run, device=device)
+    loaded = permakey.load(run, weights, device=device)
     model = loaded.model.eval()
     if loaded.kind == "permakey":
 
@@ -417,6 +424,7 @@ def evaluate_runs(
     batch_size: int = 64,
     device: str = "cpu",
     control_seed: int = 0,
+    weights: str = "best",
 ) -> dict:
     """Evaluates trained runs on a dataset split: `evaluate_models` plus identities.
 
@@ -432,6 +440,7 @@ def evaluate_runs(
         batch_size: frames per forward pass.
         device: "cpu", "cuda", "mps" or "auto" (the best available).
         control_seed: seed of the random control.
+        weights: "best" or "last" weights of every run (in each column's identity).
 
     Returns:
         The `evaluate_models` dict plus ``format``, ``code`` and ``dataset`` identity.
@@ -448,7 +457,8 @@ def evaluate_runs(
             raise UserError(str(err)) from None
     torch_device = resolve_device(device)
     models = [
-        load_model(run, device, name) for run, name in zip(runs, column_names(runs), strict=True)
+        load_model(run, device, name, weights)
+        for run, name in zip(runs, column_names(runs), strict=True)
     ]
     result = evaluate_models(
         models,

@@ -198,12 +198,12 @@ def plan_experiment(
         paths = [str(r.path) for r in group_runs]
         evaluate = (
             "evaluate", *paths, "--data", str(data.path), "--noise", noise,
-            "--out", str(evaluation), *_device(device),
+            "--out", str(evaluation), "--weights", scale.weights, *_device(device),
         )  # fmt: skip
         show = (
             "show", *paths, "--data", str(data.path), "--out", str(figures), "--noise", noise,
             "--frames", str(scale.show_frames), "--episode-frames", str(scale.episode_frames),
-            "--overwrite", *(("--seeds",) if experiment.show_seeds else ()), *_device(device),
+            "--weights", scale.weights, "--overwrite", *(("--seeds",) if experiment.show_seeds else ()), *_device(device),
         )  # fmt: skip
         groups.append(
             GroupPlan(name, tuple(group_runs), data, noise, evaluation, figures, evaluate, show)

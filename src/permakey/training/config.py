@@ -203,7 +203,9 @@ class TransporterTrainConfig(TrainConfig):
 # - cpu: short runs on a few CPU cores, with the `cpu` model preset (half the encoder channels,
 #   LSP hidden [128, 64]: about 5x faster than the paper's model in float32), bf16 where the
 #   hardware has it, and 1e-3 for the LSP networks and the PointNet (keypoints begin to follow
-#   moving objects within minutes); the VAE keeps 2e-4, at which its KL term settles.
+#   moving objects within minutes); the VAE keeps 2e-4, at which its KL term settles; and 4
+#   PointNet updates per step on the step's error maps (the PointNet learns slowest: with one
+#   update its keypoints mark where objects appear rather than follow them; RESULTS.md).
 # Transporter:
 # - paper: the PermaKey paper's re-implementation: Adam 5e-4, batch 64, rate x 0.9 every 30,000
 #   steps (staircase), up to 100 epochs, patience 5 on the validation reconstruction loss.
@@ -212,7 +214,9 @@ PRESETS: dict[str, dict[str, TrainConfig]] = {
     "permakey": {
         "paper": PermaKeyTrainConfig(),
         "authors-code": PermaKeyTrainConfig(shared_adam_counter=True, adam_eps=1e-7),
-        "cpu": PermaKeyTrainConfig(lr_lsp=1e-3, lr_pointnet=1e-3, precision="auto"),
+        "cpu": PermaKeyTrainConfig(
+            lr_lsp=1e-3, lr_pointnet=1e-3, pointnet_updates=4, precision="auto"
+        ),
     },
     "transporter": {
         "paper": TransporterTrainConfig(),

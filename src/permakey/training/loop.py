@@ -542,7 +542,11 @@ def _train(
                     # always gets a best model). Patience is left alone (see EarlyStopping).
                     val = validate(method, model, val_loader, cfg, procs)
                     val_loss = method.validation_loss(val)
-                    logger.scalars({"val/loss": val_loss}, position.step, position.epoch)
+                    logger.scalars(
+                        {f"val/{k}": v for k, v in val.items()} | {"val/loss": val_loss},
+                        position.step,
+                        position.epoch,
+                    )
                     kept = early.keep(val_loss)
                     if kept and procs.is_main:
                         run.save_weights("best", model, position.step)
