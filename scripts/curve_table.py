@@ -48,8 +48,9 @@ def rows(folder: Path) -> list[str]:
 
 if __name__ == "__main__":
     print(
-        "| run | trained | F1@2 | template | peaks | random | moving recall@2 (template) | px/frame |"
+        "| run | trained | F1@2 | its template | error-map peaks | random "
+        "| Player recall@2 (template) | enemy recall@2 (template) | px/frame |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for arg in sys.argv[1:]:
         print("\n".join(rows(Path(arg))))

@@ -44,7 +44,8 @@ def runs(tmp_path, monkeypatch):
         "tr": ("transporter", Transporter(TransporterConfig(num_keypoints=4))),
     }
 
-    def load(run, device="cpu"):
+    def load(run, which="best", device="cpu"):
+        assert which in ("best", "last")
         kind, model = models[run.name]
         return types.SimpleNamespace(kind=kind, model=model)
 
