@@ -203,7 +203,8 @@ def plan_experiment(
         show = (
             "show", *paths, "--data", str(data.path), "--out", str(figures), "--noise", noise,
             "--frames", str(scale.show_frames), "--episode-frames", str(scale.episode_frames),
-            "--weights", scale.weights, "--overwrite", *(("--seeds",) if experiment.show_seeds else ()), *_device(device),
+            "--weights", scale.weights, "--overwrite",
+            *(("--seeds",) if experiment.show_seeds else ()), *_device(device),
         )  # fmt: skip
         groups.append(
             GroupPlan(name, tuple(group_runs), data, noise, evaluation, figures, evaluate, show)

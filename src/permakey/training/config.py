@@ -156,7 +156,7 @@ class PermaKeyTrainConfig(TrainConfig):
     shared_adam_counter: bool = False
     """one Adam step counter shared by the module updates of a training step, as in the authors' code: it drives Adam's bias correction and the decay, which then comes every decay-steps / 4 training steps"""
     pointnet_updates: int = 1
-    """PointNet updates per training step, all on the step's detached error maps (the PointNet is cheap next to the VAE and LSP networks, and learns slowest)"""
+    """PointNet updates per training step, all on the step's detached error maps (each extra update costs a fraction of a step; the PointNet learns slowest of the modules)"""
     pointnet_warmup: int = 0
     """training steps during which only the VAE and LSP networks learn; the PointNet starts after them"""
 
@@ -205,8 +205,8 @@ class TransporterTrainConfig(TrainConfig):
 #   LSP hidden [128, 64]: about 5x faster than the paper's model in float32), bf16 where the
 #   hardware has it, and 1e-3 for the LSP networks and the PointNet (keypoints begin to follow
 #   moving objects within minutes); the VAE keeps 2e-4, at which its KL term settles; and 4
-#   PointNet updates per step on the step's error maps (the PointNet learns slowest: with one
-#   update its keypoints mark where objects appear rather than follow them; RESULTS.md).
+#   PointNet updates per step on the step's error maps (the PointNet learns slowest; the extra
+#   updates widen the keypoints' margin over their static template, RESULTS.md).
 # Transporter:
 # - paper: the PermaKey paper's re-implementation: Adam 5e-4, batch 64, rate x 0.9 every 30,000
 #   steps (staircase), up to 100 epochs, patience 5 on the validation reconstruction loss.
