@@ -63,6 +63,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
     )
+    add_weights_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """``--weights best|last``, shared by the commands that load trained runs."""
     parser.add_argument(
         "--weights",
         default="best",
@@ -70,7 +76,6 @@ def add_parser(subparsers) -> None:
         help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
         "last (the end of training, e.g. of a time budget) (default: best)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

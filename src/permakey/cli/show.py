@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from permakey.cli.evaluate import add_weights_argument
 from permakey.data.noise import NOISE_KINDS
 from permakey.errors import UserError
 
@@ -64,13 +65,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (once complete)"
     )
-    parser.add_argument(
-        "--weights",
-        default="best",
-        choices=("best", "last"),
-        help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
-        "last (the end of training, e.g. of a time budget) (default: best)",
-    )
+    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 
