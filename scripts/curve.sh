@@ -4,21 +4,24 @@
 #
 #   [MINUTES="1 2 5 10"] bash scripts/curve.sh GAME PRESET OUT [extra `permakey train` options...]
 #
-# Collects GAME into OUT/data/GAME (5,000 / 500 / 500 frames, seed 0, actions held for 4
-# steps: the `cpu` scale's data) unless it is there, trains OUT/GAME-PRESET with K from the
-# paper's table, and writes OUT/GAME-PRESET/curve/evaluation_<minutes>min.json, then prints
-# one line per point (`python scripts/curve_table.py` prints them again).
+# Collects GAME into OUT/data/GAME as `permakey reproduce --scale cpu` does (its frame counts,
+# data seed and policy, read from permakey.experiments.definitions) unless it is there, trains
+# OUT/GAME-PRESET with K from the paper's table, writes OUT/GAME-PRESET-curve/
+# evaluation_<minutes>min.json and prints the table (`python scripts/curve_table.py` again).
 set -euo pipefail
 game=$1 preset=$2 out=$3
 shift 3
 pk=${PERMAKEY:-.venv/bin/permakey}
 py=${PYTHON:-.venv/bin/python}
-keypoints=$($py -c "from permakey.experiments.definitions import KEYPOINTS; print(KEYPOINTS['$game'])")
+read -r keypoints frames eval_frames seed policy < <($py -c "
+from permakey.experiments.definitions import DATA_SEED, KEYPOINTS, POLICY, SCALES
+cpu = SCALES['cpu']
+print(KEYPOINTS['$game'], cpu.train_frames, cpu.eval_frames, DATA_SEED, POLICY)")
 data=$out/data/$game
 run=$out/$game-$preset
 if [ ! -f "$data/meta.json" ]; then
-    $pk collect "$game" --out "$data" --frames 5000 --val-frames 500 --test-frames 500 \
-        --seed 0 --policy random-hold:4
+    $pk collect "$game" --out "$data" --frames "$frames" --val-frames "$eval_frames" \
+        --test-frames "$eval_frames" --seed "$seed" --policy "$policy"
 fi
 mkdir -p "$run-curve"
 done_min=0
