@@ -106,8 +106,19 @@ def test_scales_set_data_sizes_presets_and_budgets():
     run = paper.runs[0].start_command
     assert option(run, "--preset") == "paper" and option(run, "--epochs") == "100"
     assert "--time-budget" not in run and "--max-steps" not in run
+    steps = {r.variant.method: option(r.start_command, "--max-steps") for r in cpu.runs}
+    assert steps == {"permakey": "360", "transporter": "170"}
     run = cpu.runs[0].start_command
-    assert option(run, "--preset") == "cpu" and float(option(run, "--time-budget")) == 5.0
+    assert option(run, "--preset") == "cpu" and "--time-budget" not in run
+    assert "--precision" not in run
+
+
+def test_device_and_precision_reach_every_training_run(tmp_path):
+    plan = plan_experiment(EXPERIMENTS["seeds"], SCALES["cpu"], tmp_path, "cuda", "fp32")
+    for run in plan.runs:
+        assert option(run.runtime, "--device") == "cuda"
+        assert option(run.runtime, "--precision") == "fp32"
+    assert all(option(g.evaluate_argv, "--device") == "cuda" for g in plan.groups)
 
 
 @pytest.mark.parametrize("scale", SCALE_NAMES)

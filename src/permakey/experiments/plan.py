@@ -146,7 +146,9 @@ def _device(device: str) -> tuple[str, ...]:
     return () if device == "auto" else ("--device", device)
 
 
-def _run(variant: Variant, scale: Scale, folder: Path, data: DatasetPlan, device: str) -> RunPlan:
+def _run(
+    variant: Variant, scale: Scale, folder: Path, data: DatasetPlan, device: str, precision: str
+) -> RunPlan:
     new = [
         "--data", str(data.path), "--preset", scale.preset,
         "--num-keypoints", str(variant.num_keypoints), "--seed", str(variant.seed),
@@ -155,18 +157,22 @@ def _run(variant: Variant, scale: Scale, folder: Path, data: DatasetPlan, device
     for key, value in variant.model:
         new += ["--model", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     runtime = ["--epochs", str(scale.epochs)]
-    if scale.time_budget is not None:
-        runtime += ["--time-budget", f"{scale.time_budget:g}"]
     if scale.max_steps is not None:
-        runtime += ["--max-steps", str(scale.max_steps)]
+        runtime += ["--max-steps", str(scale.max_steps[variant.method])]
     if scale.in_memory:
         runtime += ["--in-memory", "--workers", "0"]
     runtime += _device(device)
+    if precision != "auto":
+        runtime += ["--precision", precision]
     return RunPlan(variant, folder / "runs" / variant.name, data, tuple(new), tuple(runtime))
 
 
 def plan_experiment(
-    experiment: Experiment, scale: Scale, out: str | Path, device: str = "auto"
+    experiment: Experiment,
+    scale: Scale,
+    out: str | Path,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> ExperimentPlan:
     """Expands an experiment at a scale into datasets, runs and groups under ``out``.
 
@@ -175,6 +181,7 @@ def plan_experiment(
         scale: the scale (`definitions.SCALES`).
         out: the output folder shared by the experiments of this scale.
         device: torch device of every step ("auto": left to each command).
+        precision: training precision, "fp32" or "bf16" ("auto": left to the preset).
 
     Returns:
         The plan; datasets appear once per game, in the order the runs first need them.
@@ -185,7 +192,7 @@ def plan_experiment(
     runs = []
     for variant in experiment.variants:
         data = datasets.setdefault(variant.game, _dataset(variant.game, scale, out))
-        runs.append(_run(variant, scale, folder, data, device))
+        runs.append(_run(variant, scale, folder, data, device, precision))
     members: dict[tuple[str, str], list[RunPlan]] = {}
     for run in runs:
         members.setdefault((run.variant.game, run.variant.noise), []).append(run)

@@ -126,15 +126,20 @@ def benchmark_rates(folder: str | Path = "benchmarks") -> Rates:
 
 def run_minutes(run: RunPlan, plan: ExperimentPlan, rates: Rates) -> float:
     """Estimated minutes of one training run from scratch."""
+    from permakey.training import get_method
+
     scale = plan.scale
-    if scale.time_budget is not None:
-        return scale.time_budget + scale.overhead_min
-    if run.variant.method == "permakey":
+    method = run.variant.method
+    if method == "permakey":
         rate = rates.permakey_img_s.get(scale.preset, rates.permakey_img_s["paper"])
     else:
         rate = rates.transporter_pairs_s
-    # Up to the maximum epochs: early stopping may end a run sooner.
-    return scale.epochs * scale.train_frames / rate / 60 + scale.overhead_min
+    # Up to the maximum epochs (early stopping may end a run sooner) or the step budget.
+    items = scale.epochs * scale.train_frames
+    if scale.max_steps is not None:
+        batch = get_method(method).presets[scale.preset].batch_size
+        items = min(items, scale.max_steps[method] * batch)
+    return items / rate / 60 + scale.overhead_min
 
 
 def estimate_minutes(plan: ExperimentPlan, rates: Rates, pending_only: bool = True) -> float:
