@@ -28,6 +28,7 @@ from permakey.training.config import (
     TransporterTrainConfig,
     field_docs,
 )
+from permakey.training.distributed import resolve_device
 from permakey.training.loop import TrainingDiverged, train
 from permakey.training.optim import (
     SharedCounterAdam,
@@ -117,6 +118,15 @@ def test_auto_precision_is_bf16_only_where_native(monkeypatch):
         30_000,
         100,
     )
+
+
+def test_device_names_resolve_and_bad_ones_are_named():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(str(resolve_device("auto"))) == resolve_device("auto")
+    with pytest.raises(UserError, match="'gpu'"):
+        resolve_device("gpu")
+    with pytest.raises(UserError, match="cuda:9"):
+        resolve_device("cuda:9")
 
 
 def test_config_round_trips_and_rejects_bad_values():

@@ -23,11 +23,17 @@ from permakey.errors import UserError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """The torch device for ``name`` in ("auto", "cpu", "cuda", "mps").
+    """The torch device for ``name`` in ("auto", "cpu", "cuda", "cuda:N", "mps").
+
+    "cuda" picks GPU ``local_rank`` (modulo the GPUs present); "cuda:N" names one, so a
+    resolved device's string resolves to itself.
 
     Raises:
         UserError: the device is not available here.
     """
+    given, index = name, None
+    if name.startswith("cuda:") and name[len("cuda:") :].isdigit():
+        name, index = "cuda", int(name[len("cuda:") :])
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -37,8 +43,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             name = "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+            raise UserError(f"--device {given}: no CUDA device is available")
+        count = torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise UserError(f"--device cuda:{index}: this machine has {count} CUDA device(s)")
+        return torch.device("cuda", local_rank % count if index is None else index)
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps: MPS is not available")
     if name not in ("cpu", "mps"):
