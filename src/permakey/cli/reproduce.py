@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
         metavar="{" + ",".join(PUBLIC_SCALES) + "}",
         help="paper: 85,000 / 5,000 / 5,000 frames and up to 100 epochs with early stopping, "
         "paper presets (needs a GPU); cpu: 5,000 / 500 / 500 frames, cpu presets, 360 PermaKey "
-        "and 170 Transporter steps per model, about 5 minutes each on 2 CPU cores "
+        "and 170 Transporter steps per model, about 6.5 and 4 minutes on 2 CPU cores "
         "(default: cpu)",
     )
     parser.add_argument(

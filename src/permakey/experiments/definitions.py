@@ -78,10 +78,11 @@ SCALES = {
     # This 2-core machine: 5,000 training frames (collected in about 15 s, 100 MB in memory, more
     # than the runs consume) and 500 / 500 validation / test frames (a few episodes each:
     # enough for the metrics, validated and evaluated in seconds); the cpu presets (a 5x
-    # cheaper PermaKey, per-module learning rates) and the steps they take in about 5 minutes
-    # of float32 training here (`permakey demo`: 356 PermaKey steps of 32 images, 169
-    # Transporter steps of 64 pairs), the budget at which cpu-findings.md saw keypoints settle
-    # on objects.
+    # cheaper PermaKey, per-module learning rates) and a few minutes of float32 training each
+    # here: 360 PermaKey steps of 32 images (about 6.5 minutes; the 10-minute curve runs of
+    # RESULTS.md reached 542-551 steps) and 170 Transporter steps of 64 pairs (about 4
+    # minutes; the demo's 4 Transporter minutes reached 169), about the budget at which
+    # cpu-findings.md saw keypoints settle on objects.
     "cpu": Scale(
         "cpu",
         5_000,
