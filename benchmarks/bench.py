@@ -13,7 +13,9 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
   collecting 95,000 Atari frames takes long; frames are read from the HDF5 file, no workers);
 - Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256);
 - environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
-  and 8 environments (`env_step_rates`).
+  and 8 environments (`env_step_rates`);
+- the device's dense matrix-product rate (GFLOP/s of a 2048 x 2048 product) in float32 and,
+  where bf16 is timed, bf16: the ceiling that the training rates can be set against.
 
 Prints a table and writes the JSON atomically. ``--quick`` is a smoke run: few steps and a
 2,000-frame dataset; its numbers are not the benchmark's.
@@ -87,6 +89,15 @@ def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps
     data = random_batch(kind, batch, model_config.image_size)
     step = lambda: training_step(method, model, optimizer, data, device, cfg)  # noqa: E731
     return batch / seconds_per_call(step, device, warmup=min(steps, 2), calls=steps)
+
+
+def matmul_gflops(device: torch.device, precision: str, calls: int) -> float:
+    """GFLOP/s of a 2048 x 2048 x 2048 matrix product on ``device`` in ``precision``."""
+    n = 2048
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+    torch.manual_seed(0)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, device, warmup=2, calls=calls) / 1e9
 
 
 def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:
@@ -236,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         results[key] = fn() if precision == "fp32" or bf16 else None
         print(f"{key}: {results[key]}", file=sys.stderr, flush=True)
 
+    for precision in ("fp32", "bf16"):
+        measure(
+            f"matmul_gflops_{precision}",
+            lambda q=precision: matmul_gflops(device, q, 3 if args.quick else 20),
+            precision,
+        )
     for preset, prefix in (("paper", "permakey"), ("authors-code", "permakey_authors")):
         for precision in ("fp32", "bf16"):
             measure(
