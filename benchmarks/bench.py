@@ -14,6 +14,8 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 - Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256);
 - environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
   and 8 environments (`env_step_rates`);
+- the FLOPs per image of a `paper` PermaKey training step and of keypoint extraction
+  (PyTorch's FLOP counter: the convolutions and matrix products);
 - the device's dense matrix-product rate (GFLOP/s of a 2048 x 2048 product) in float32 and,
   where bf16 is timed, bf16: the ceiling that the training rates can be set against.
 
@@ -73,8 +75,8 @@ def random_batch(kind: str, batch: int, size: int) -> dict[str, torch.Tensor]:
     return {"frame": frames()} if kind == "permakey" else {"source": frames(), "target": frames()}
 
 
-def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps: int) -> float:
-    """Training items (images or pairs) per second of a method's training preset."""
+def training_step_fn(kind: str, preset: str, precision: str, batch: int, device) -> Callable:
+    """One training step of a method's preset on a fixed random batch, as a callable."""
     method = get_method(kind)
     model_config = method.model_config(preset)
     cfg = method.presets[preset]
@@ -87,8 +89,23 @@ def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps
         method.param_groups(model, cfg), cfg.adam_eps, getattr(cfg, "shared_adam_counter", False)
     )
     data = random_batch(kind, batch, model_config.image_size)
-    step = lambda: training_step(method, model, optimizer, data, device, cfg)  # noqa: E731
+    return lambda: training_step(method, model, optimizer, data, device, cfg)
+
+
+def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps: int) -> float:
+    """Training items (images or pairs) per second of a method's training preset."""
+    step = training_step_fn(kind, preset, precision, batch, device)
     return batch / seconds_per_call(step, device, warmup=min(steps, 2), calls=steps)
+
+
+def gflop_per_item(fn: Callable[[], object], items: int) -> float:
+    """GFLOP per item of one call of ``fn``, as PyTorch's FLOP counter sees it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fn()  # a first call creates lazy state (the optimiser's moments)
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / items / 1e9
 
 
 def matmul_gflops(device: torch.device, precision: str, calls: int) -> float:
@@ -100,8 +117,8 @@ def matmul_gflops(device: torch.device, precision: str, calls: int) -> float:
     return 2 * n**3 / seconds_per_call(lambda: a @ b, device, warmup=2, calls=calls) / 1e9
 
 
-def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:
-    """Keypoint extraction frames/s of a method's paper model through `LoadedModel.keypoints`."""
+def keypoints_fn(kind: str, device, batch: int, precision: str = "fp32") -> Callable:
+    """Keypoint extraction of a method's paper model on a random uint8 batch, as a callable."""
     method = get_method(kind)
     model_config = method.model_config("paper")
     torch.manual_seed(0)
@@ -110,7 +127,12 @@ def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32
     )
     size = model_config.image_size
     frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
-    run = lambda: loaded.keypoints(frames, batch_size=batch, windows=False)  # noqa: E731
+    return lambda: loaded.keypoints(frames, batch_size=batch, windows=False)
+
+
+def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:
+    """Keypoint extraction frames/s of a method's paper model through `LoadedModel.keypoints`."""
+    run = keypoints_fn(kind, device, batch, precision)
     return batch / seconds_per_call(run, device, warmup=1, calls=calls)
 
 
@@ -253,6 +275,14 @@ def main(argv: list[str] | None = None) -> int:
             lambda q=precision: matmul_gflops(device, q, 3 if args.quick else 20),
             precision,
         )
+    measure(
+        "permakey_train_gflop_per_img",
+        lambda: gflop_per_item(training_step_fn("permakey", "paper", "fp32", 32, device), 32),
+    )
+    measure(
+        "permakey_infer_gflop_per_frame",
+        lambda: gflop_per_item(keypoints_fn("permakey", device, 32), 32),
+    )
     for preset, prefix in (("paper", "permakey"), ("authors-code", "permakey_authors")):
         for precision in ("fp32", "bf16"):
             measure(
