@@ -16,7 +16,8 @@ from permakey.experiments.plan import plan_experiment
 
 pytestmark = pytest.mark.slow
 
-ARGV = ["reproduce", "num-keypoints", "--scale", "tiny"]
+# An explicit precision: a setting of each run that resuming must keep, not repeat.
+ARGV = ["reproduce", "num-keypoints", "--scale", "tiny", "--precision", "fp32"]
 
 
 def info(run: Path) -> dict:
@@ -28,7 +29,7 @@ def done(tmp_path_factory):
     pytest.importorskip("ocatari")
     out = tmp_path_factory.mktemp("reproduce")
     assert main([*ARGV, "--out", str(out)]) == 0
-    return plan_experiment(EXPERIMENTS["num-keypoints"], SCALES["tiny"], out)
+    return plan_experiment(EXPERIMENTS["num-keypoints"], SCALES["tiny"], out, precision="fp32")
 
 
 def test_experiment_ends_with_table_json_and_figures(done):
@@ -36,7 +37,7 @@ def test_experiment_ends_with_table_json_and_figures(done):
     for run, k in zip(done.runs, (15, 20, 25), strict=True):
         run_info = info(run.path)
         assert run_info["status"] == "stopped" and run_info["step"] == 2
-        assert run_info["model"]["num_keypoints"] == k
+        assert run_info["model"]["num_keypoints"] == k and run_info["train"]["precision"] == "fp32"
     (group,) = done.groups
     result = json.loads(group.evaluation.read_text())
     assert [c["name"] for c in result["columns"] if c["kind"] == "model"] == ["K15", "K20", "K25"]

@@ -156,14 +156,14 @@ def _run(
     ]  # fmt: skip
     for key, value in variant.model:
         new += ["--model", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+    if precision != "auto":  # a setting of the run: given when it starts, kept when it resumes
+        new += ["--precision", precision]
     runtime = ["--epochs", str(scale.epochs)]
     if scale.max_steps is not None:
         runtime += ["--max-steps", str(scale.max_steps[variant.method])]
     if scale.in_memory:
         runtime += ["--in-memory", "--workers", "0"]
     runtime += _device(device)
-    if precision != "auto":
-        runtime += ["--precision", precision]
     return RunPlan(variant, folder / "runs" / variant.name, data, tuple(new), tuple(runtime))
 
 
