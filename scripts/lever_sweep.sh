@@ -8,25 +8,32 @@
 # Writes OUT/runs/GAME/VARIANT-sSEED and OUT/eval-GAME-sSEED.{json,txt} (the tables of
 # `permakey evaluate`). Settings through the environment: STEPS (700), DEVICE (auto), JOBS
 # (runs at a time, 1), SEEDS ("0 1"), GAMES ("SpaceInvaders:25 Frostbite:20"), VARIANTS
-# (all of: base pnwide pnwide2 s2 upd8 sig07).
+# (default: base pnwide pnwide2 s2 upd8 sig07; levers joined by "+" combine, e.g. s2+coords),
+# MINUTES (a wall-time cap per run on top of STEPS; none by default).
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 DATA OUT" >&2; exit 2; }
-export DATA=$1 OUT=$2 STEPS=${STEPS:-700} DEVICE=${DEVICE:-auto}
+export DATA=$1 OUT=$2 STEPS=${STEPS:-700} DEVICE=${DEVICE:-auto} MINUTES=${MINUTES:-}
 SEEDS=${SEEDS:-"0 1"}
 GAMES=${GAMES:-"SpaceInvaders:25 Frostbite:20"}
 VARIANTS=${VARIANTS:-"base pnwide pnwide2 s2 upd8 sig07"}
 
-train() {  # GAME K VARIANT SEED
-  local options
-  case $3 in
-    base) options="" ;;                                                  # the preset
-    pnwide) options="--model pointnet_channels=[32,64,64,128]" ;;         # the paper's widths
-    pnwide2) options="--model pointnet_channels=[64,128,128,256]" ;;      # twice those
-    s2) options="--model encoder_strides=[2,1,2,1] --model pointnet_strides=[1,2,2,1] --model pointnet_kernels=[4,3,3,3]" ;;
-    upd8) options="--pointnet-updates 8" ;;
-    sig07) options="--model gaussian_sigma=0.07" ;;
-    *) echo "unknown variant $3" >&2; return 1 ;;
+lever() {  # the options of one lever
+  case $1 in
+    base) ;;                                                              # the preset
+    pnwide) echo "--model pointnet_channels=[32,64,64,128]" ;;           # the paper's widths
+    pnwide2) echo "--model pointnet_channels=[64,128,128,256]" ;;        # twice those
+    s2) echo "--model encoder_strides=[2,1,2,1] --model pointnet_strides=[1,2,2,1] --model pointnet_kernels=[4,3,3,3]" ;;
+    upd8) echo "--pointnet-updates 8" ;;
+    sig07) echo "--model gaussian_sigma=0.07" ;;
+    coords) echo "--model pointnet_coords=true" ;;                        # CoordConv PointNet
+    *) echo "unknown lever $1" >&2; return 1 ;;
   esac
+}
+
+train() {  # GAME K VARIANT SEED
+  local options="" part
+  for part in ${3//+/ }; do options="$options $(lever "$part")"; done
+  if [ -n "$MINUTES" ]; then options="$options --time-budget $MINUTES"; fi
   local run=$OUT/runs/$1/$3-s$4
   [ -f "$run/run.json" ] && grep -q '"status": "stopped"' "$run/run.json" && return 0
   # shellcheck disable=SC2086  # options are separate words
@@ -35,7 +42,7 @@ train() {  # GAME K VARIANT SEED
     --workers 0 --device "$DEVICE" --precision fp32 --no-progress --out "$run" --overwrite \
     > "$OUT/runs/log-$1-$3-s$4.txt" 2>&1
 }
-export -f train
+export -f lever train
 
 mkdir -p "$OUT/runs"
 for game in $GAMES; do for variant in $VARIANTS; do for seed in $SEEDS; do

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from permakey.keypoints import from_pixels, to_pixels
 from permakey.models.blocks import BatchNormConfig
 from permakey.models.permakey import (
     LSP_WIDE,
@@ -20,7 +21,9 @@ from permakey.models.permakey import (
     LocalSpatialPredictor,
     PermaKey,
     PermaKeyConfig,
+    PointNet,
     normalised_error_stack,
+    pointnet_loss,
 )
 
 SMALL = PermaKeyConfig(
@@ -347,6 +350,7 @@ def test_channels_last_gives_the_same_result() -> None:
         PRESETS["authors-code"],
         SMALL_BN,
         dataclasses.replace(SMALL, pointnet_strides=(1, 1)),
+        dataclasses.replace(SMALL, pointnet_coords=True),
     ],
 )
 def test_config_round_trip(config: PermaKeyConfig) -> None:
@@ -380,6 +384,7 @@ def test_pointnet_defaults_follow_the_encoder() -> None:
         ({"pointnet_strides": (1, 2)}, "pointnet"),
         ({"error_eps": 0.0}, "error_eps"),
         ({"bn": BatchNormConfig(momentum=1.5)}, "1.5"),
+        ({"pointnet_coords": 1}, "pointnet_coords"),
     ],
 )
 def test_bad_configs_raise_naming_the_value(changes: dict, named: str) -> None:
@@ -463,3 +468,56 @@ def test_error_maps_learn_to_light_up_an_unpredictable_sprite(one_thread) -> Non
     # Untrained, sprite and background cells err alike (ratio about 1).
     assert min(after) > 2.0, (before, after)
     assert all(a > 1.5 * b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def two_blob_stacks(
+    batch: int, size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Error stacks with two identical 3 x 3 blobs, one in the top and one in the bottom band,
+    each at a random column; and their centres (B, 2, 2), top first, in [-1, 1]."""
+    stacks = torch.zeros(batch, 1, size, size)
+    rows = torch.tensor([size // 4, 3 * size // 4])
+    cols = torch.randint(4, size - 4, (batch, 2), generator=gen)
+    for b in range(batch):
+        for i in range(2):
+            r, c = int(rows[i]), int(cols[b, i])
+            stacks[b, 0, r - 1 : r + 2, c - 1 : c + 2] = 1.0
+    pixels = torch.stack([rows.expand(batch, 2), cols], dim=-1).float()  # (B, 2, 2)
+    return stacks, from_pixels(pixels, size, size)
+
+
+@pytest.mark.parametrize("coords", [False, True])
+def test_pointnet_coords_let_a_keypoint_choose_a_blob_by_position(one_thread, coords) -> None:
+    # Two identical blobs: a keypoint map can only keep to one of them by knowing where it
+    # is. With the coordinate channels each keypoint follows its own blob; without them, a
+    # translation-equivariant PointNet sees the two alike and its keypoints fall between.
+    config = PermaKeyConfig(
+        image_size=32,
+        encoder_channels=(16, 16),
+        encoder_kernels=(3, 3),
+        encoder_strides=(1, 1),
+        lsp_layers=(0,),
+        num_keypoints=2,
+        pointnet_coords=coords,
+    )
+    torch.manual_seed(0)
+    pointnet = PointNet(config)
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
+    for _ in range(600):
+        stacks, _ = two_blob_stacks(16, 32, gen)
+        loss = pointnet_loss(pointnet(stacks).windows, stacks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    pointnet.eval()
+    stacks, centres = two_blob_stacks(64, 32, gen)
+    with torch.no_grad():
+        found = pointnet(stacks).centres  # (B, 2, 2)
+    # Distance in pixels from each blob to its nearest keypoint.
+    distance = torch.cdist(to_pixels(centres, 32, 32), to_pixels(found, 32, 32)).amin(dim=-1)
+    hit = (distance < 2.0).float().mean().item()
+    if coords:
+        assert hit > 0.9, hit
+    else:
+        assert hit < 0.5, hit

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from permakey.config import JsonConfig
-from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows
+from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows, grid
 from permakey.models.blocks import BatchNormConfig, ConvDecoder, ConvEncoder
 
 LSP_WIDE = "8ppC"
@@ -85,6 +85,10 @@ class PermaKeyConfig(JsonConfig):
     """PointNet block kernels; None: the encoder's."""
     pointnet_strides: tuple[int, ...] | None = None
     """PointNet block strides; None: the encoder's (21 x 21 keypoint maps for 84 x 84 input)."""
+    pointnet_coords: bool = False
+    """Give the PointNet two more input channels holding each pixel's y and x in [-1, 1]
+    (CoordConv, Liu et al. 2018), so that a keypoint map can select a blob by where it is (the
+    player's row) and not only by its shape. Not in the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -134,6 +138,9 @@ class PermaKeyConfig(JsonConfig):
                     f"lsp_hidden entry {width!r} must be a positive int or {LSP_WIDE!r}"
                 )
         _check_conv_stack("pointnet", *self.pointnet_stack)
+        for name in ("lsp_batchnorm", "error_map_sqrt", "pointnet_coords"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.bn, BatchNormConfig):
             raise ValueError(f"bn must be a BatchNormConfig, got {self.bn!r}")
         if not 0.0 <= self.bn.momentum <= 1.0:
@@ -463,11 +470,21 @@ class PointNet(nn.Module):
         super().__init__()
         channels, kernels, strides = config.pointnet_stack
         self.sigma = config.gaussian_sigma
-        self.encoder = ConvEncoder(len(config.lsp_layers), channels, kernels, strides, config.bn)
+        self.coords = config.pointnet_coords
+        inputs = len(config.lsp_layers) + (2 if self.coords else 0)
+        self.encoder = ConvEncoder(inputs, channels, kernels, strides, config.bn)
         self.head = nn.Conv2d(channels[-1], config.num_keypoints, kernel_size=1)
 
     def forward(self, error_stack: torch.Tensor) -> Keypoints:
         """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
+        if self.coords:
+            batch, _, height, width = error_stack.shape
+            ys = grid(height, error_stack.device, error_stack.dtype)
+            xs = grid(width, error_stack.device, error_stack.dtype)
+            coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W)
+            error_stack = torch.cat(
+                [error_stack, coords.expand(batch, -1, -1, -1)], dim=1
+            )  # (B, L + 2, H, W)
         maps = self.head(self.encoder(error_stack)[-1])  # (B, K, h, w)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
