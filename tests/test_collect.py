@@ -191,6 +191,17 @@ def test_a_game_ocatari_fails_on_is_collected_without_objects(tmp_path):
         assert len(data) == 10 and data.objects(3) == [] and not data.has_objects
 
 
+def test_require_objects_turns_missing_ground_truth_into_an_error(tmp_path, capsys):
+    out = tmp_path / "enduro"
+    sizes = ["--frames", "10", "--val-frames", "5", "--test-frames", "5", "--quiet"]
+    assert main(["collect", "enduro", "--out", str(out), *sizes, "--require-objects"]) == 2
+    err = capsys.readouterr().err
+    assert "Enduro" in err and "--require-objects" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
+    args = ["collect", "pong", "--out", str(out), "--require-objects", "--no-objects"]
+    assert main(args) == 2 and "contradict" in capsys.readouterr().err
+
+
 def test_game_names():
     assert resolve_game("spaceinvaders") == "SpaceInvaders"
     assert resolve_game("MONTEZUMA_REVENGE") == "MontezumaRevenge"

@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 
+from permakey.data.objects import GroundTruthWarning
 from permakey.data.policies import POLICY_HELP, is_sb3, parse_policy
 from permakey.errors import UserError
 
@@ -71,6 +72,12 @@ def add_parser(subparsers) -> None:
         help="skip OCAtari object ground truth (no 'objects' extra needed)",
     )
     parser.add_argument(
+        "--require-objects",
+        action="store_true",
+        help="fail, writing nothing, if OCAtari cannot give the objects (instead of warning "
+        "and collecting without them)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing dataset at DIR (only once the new one is complete)",
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from permakey.data.summary import format_summary, summarize
 
     parse_policy(args.policy)  # a bad spec fails before the emulator starts
+    if args.require_objects and args.no_objects:
+        raise UserError("--require-objects and --no-objects contradict each other")
     policy = args.policy
     if args.policy_keypoints:
         if not is_sb3(policy):
@@ -100,20 +109,25 @@ def run(args: argparse.Namespace) -> int:
         policy = _keypoint_agent(args)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        out = collect(
-            args.game,
-            args.out,
-            frames=args.frames,
-            val_frames=args.val_frames,
-            test_frames=args.test_frames,
-            seed=args.seed,
-            policy=policy,
-            objects=not args.no_objects,
-            resize=args.resize,
-            keep_raw=args.raw,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
+        if args.require_objects:
+            warnings.simplefilter("error", GroundTruthWarning)
+        try:
+            out = collect(
+                args.game,
+                args.out,
+                frames=args.frames,
+                val_frames=args.val_frames,
+                test_frames=args.test_frames,
+                seed=args.seed,
+                policy=policy,
+                objects=not args.no_objects,
+                resize=args.resize,
+                keep_raw=args.raw,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+            )
+        except GroundTruthWarning as err:
+            raise UserError(f"{err} (--require-objects: nothing written)") from None
     if args.info:
         print(format_summary(summarize(out)))
     return 0
