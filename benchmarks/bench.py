@@ -6,7 +6,8 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 `training_step`, `LoadedModel.keypoints`), on random uint8 frames of 84 x 84:
 
 - PermaKey training images/s, batch 32, K = 7, layers (0, 1), p = 2: the ``paper`` preset in
-  float32 and bf16 autocast, and the same for ``authors-code``;
+  float32 and bf16 autocast, and the same for ``authors-code``; the ``cpu`` and ``cpu-track``
+  presets in bf16 where the device multiplies it natively, else float32;
 - PermaKey keypoint inference frames/s (batch 256);
 - peak resident memory of a `permakey train permakey` process reading a 95,000-frame dataset
   (a synthetic sprite dataset in the store format, generated in a temporary folder, since
@@ -291,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                 precision,
             )
     cpu_precision = "bf16" if bf16 else "fp32"
-    measure(
-        f"permakey_cpu_preset_train_img_s_{cpu_precision}",
-        lambda: train_rate("permakey", "cpu", cpu_precision, 32, device, steps),
-    )
+    for preset in ("cpu", "cpu-track"):
+        measure(
+            f"permakey_{preset.replace('-', '_')}_preset_train_img_s_{cpu_precision}",
+            lambda p=preset: train_rate("permakey", p, cpu_precision, 32, device, steps),
+        )
     measure("permakey_infer_fps", lambda: infer_rate("permakey", device, 256, infer_calls))
     measure(
         "permakey_infer_fps_bf16",

@@ -94,7 +94,7 @@ def plain_cells(features: torch.Tensor, p: int) -> torch.Tensor:
 # --- shapes -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["paper", "authors-code", "small"])
+@pytest.mark.parametrize("name", ["paper", "authors-code", "cpu-track", "small"])
 def test_forward_shapes_and_losses(name: str) -> None:
     config = SMALL if name == "small" else PRESETS[name]
     model = make_model(config)

@@ -207,6 +207,8 @@ class TransporterTrainConfig(TrainConfig):
 #   moving objects within minutes); the VAE keeps 2e-4, at which its KL term settles; and 4
 #   PointNet updates per step on the step's error maps (the PointNet learns slowest; the extra
 #   updates widen the keypoints' margin over their static template, RESULTS.md).
+# - cpu-track: the same training with the `cpu-track` model preset (keypoints that follow
+#   moving objects within 10 CPU minutes); the demo's.
 # Transporter:
 # - paper: the PermaKey paper's re-implementation: Adam 5e-4, batch 64, rate x 0.9 every 30,000
 #   steps (staircase), up to 100 epochs, patience 5 on the validation reconstruction loss.
@@ -215,9 +217,12 @@ PRESETS: dict[str, dict[str, TrainConfig]] = {
     "permakey": {
         "paper": PermaKeyTrainConfig(),
         "authors-code": PermaKeyTrainConfig(shared_adam_counter=True, adam_eps=1e-7),
-        "cpu": PermaKeyTrainConfig(
-            lr_lsp=1e-3, lr_pointnet=1e-3, pointnet_updates=4, precision="auto"
-        ),
+        **{
+            name: PermaKeyTrainConfig(
+                lr_lsp=1e-3, lr_pointnet=1e-3, pointnet_updates=4, precision="auto"
+            )
+            for name in ("cpu", "cpu-track")
+        },
     },
     "transporter": {
         "paper": TransporterTrainConfig(),
