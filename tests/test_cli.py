@@ -35,7 +35,7 @@ def test_every_option_has_help_text():
     [
         (0.60, 0.40, "they do not yet follow them"),  # no better than its template
         (0.70, 0.40, "find no kind of object clearly more often"),  # better F1, nothing followed
-        (0.60, 0.96, "they find the Player in 96% of its appearances (fixed points: 35%)"),
+        (0.60, 0.96, "the Player in 96% of its appearances (fixed points: 35%)"),
     ],
 )
 def test_demo_report_says_plainly_whether_keypoints_track(f1, player, says):

@@ -135,8 +135,9 @@ def _tracking_note(name: str, result: dict) -> str:
 
     Keypoints follow objects when some object category is found clearly more often than by
     the model's static template (each keypoint fixed at its mean position): a fixed point
-    cannot keep up with a moving object. The mean motion is reported, not judged: most
-    keypoints sit on static objects (scores, shields), so it is low even when some track.
+    cannot keep up with a moving object, nor with one that a keypoint visits only in some
+    frames. The mean motion is reported, not judged: most keypoints sit on static objects
+    (scores, shields), so it is low even when some track.
     """
     columns = {c["name"]: c["metrics"] for c in result["columns"]}
     if not result["ground_truth"]:
@@ -155,7 +156,7 @@ def _tracking_note(name: str, result: dict) -> str:
         found = ", ".join(
             f"{c} in {r:.0%} of its appearances (fixed points: {t:.0%})" for r, t, c in followed
         )
-        verdict = f"they follow moving objects: they find the {found}"
+        verdict = f"they go where objects are in each frame, as fixed points cannot: the {found}"
     elif f1 < template + TRACKING_MARGIN:
         verdict = (
             "they mark where objects appear; they do not yet follow them (a fixed point per "
