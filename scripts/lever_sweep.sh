@@ -31,8 +31,8 @@ lever() {  # the options of one lever
 }
 
 train() {  # GAME K VARIANT SEED
-  local options="" part
-  for part in ${3//+/ }; do options="$options $(lever "$part")"; done
+  local options="" part one
+  for part in ${3//+/ }; do one=$(lever "$part") || return 1; options="$options $one"; done
   if [ -n "$MINUTES" ]; then options="$options --time-budget $MINUTES"; fi
   local run=$OUT/runs/$1/$3-s$4
   [ -f "$run/run.json" ] && grep -q '"status": "stopped"' "$run/run.json" && return 0

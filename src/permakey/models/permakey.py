@@ -223,10 +223,11 @@ PRESETS: dict[str, PermaKeyConfig] = {
     # For minutes-long CPU runs: half the encoder channels and LSP hidden [128, 64] cut the
     # cost of a training step about 5x (benchmarks/bench.py); everything else as the paper.
     "cpu": PermaKeyConfig(encoder_channels=(16, 32, 32, 64), lsp_hidden=(128, 64)),
-    # `cpu` made to follow moving objects within 10 CPU minutes (RESULTS.md, "Keypoints that
-    # follow objects"): a stride-2 first encoder block (LSP layers 0 and 1 both 42 x 42, so
-    # error maps in 4-pixel cells; about 1.5x the steps per minute on a CPU), the PointNet on
-    # the paper's stack (21 x 21 keypoint maps) with coordinate input channels.
+    # `cpu` changed so that keypoints follow moving objects within 10 CPU minutes (they do on
+    # SpaceInvaders and MsPacman, not on Frostbite: RESULTS.md, "cpu-track"): a stride-2 first
+    # encoder block (LSP layers 0 and 1 both 42 x 42, so error maps in 4-pixel cells; about
+    # 1.4x the steps per minute on a CPU), the PointNet on the paper's stack (21 x 21 keypoint
+    # maps) with coordinate input channels.
     "cpu-track": PermaKeyConfig(
         encoder_channels=(16, 32, 32, 64),
         encoder_strides=(2, 1, 2, 1),
