@@ -482,21 +482,19 @@ class PointNet(nn.Module):
         super().__init__()
         channels, kernels, strides = config.pointnet_stack
         self.sigma = config.gaussian_sigma
-        self.coords = config.pointnet_coords
-        inputs = len(config.lsp_layers) + (2 if self.coords else 0)
+        size = config.image_size
+        coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
+        # Fixed by the config, so not saved with the weights.
+        self.register_buffer("coords", coords if config.pointnet_coords else None, False)
+        inputs = len(config.lsp_layers) + (2 if config.pointnet_coords else 0)
         self.encoder = ConvEncoder(inputs, channels, kernels, strides, config.bn)
         self.head = nn.Conv2d(channels[-1], config.num_keypoints, kernel_size=1)
 
     def forward(self, error_stack: torch.Tensor) -> Keypoints:
         """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
-        if self.coords:
-            batch, _, height, width = error_stack.shape
-            ys = grid(height, error_stack.device, error_stack.dtype)
-            xs = grid(width, error_stack.device, error_stack.dtype)
-            coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W)
-            error_stack = torch.cat(
-                [error_stack, coords.expand(batch, -1, -1, -1)], dim=1
-            )  # (B, L + 2, H, W)
+        if self.coords is not None:
+            coords = self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1)
+            error_stack = torch.cat([error_stack, coords], dim=1)  # (B, L + 2, H, W)
         maps = self.head(self.encoder(error_stack)[-1])  # (B, K, h, w)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
