@@ -158,6 +158,28 @@ def test_static_template_of_static_keypoints_equals_them():
     assert np.allclose(template, static + 1.5)
 
 
+def test_object_tracker_follows_each_object_and_beats_its_template_only_on_movers():
+    # Frame 0 and 1: a player (category 0) moving along row 40, and two blocks (category 1),
+    # listed bottom first; frame 2: the blocks only. Boxes are 2 x 2: centre = (y + 0.5, x + 0.5).
+    player = [[10.0, 40.0, 2.0, 2.0], [60.0, 40.0, 2.0, 2.0]]
+    blocks = [[30.0, 70.0, 2.0, 2.0], [30.0, 10.0, 2.0, 2.0]]  # bottom, top
+    boxes = np.array([player[0], *blocks, player[1], *blocks, *blocks])
+    category = np.array([0, 1, 1, 0, 1, 1, 1, 1])
+    offsets = np.array([0, 3, 6, 8])
+    tracker = controls.object_tracker(offsets, category, boxes, 5)
+    # Three slots, most frequent first: block rank 0 (the top one), block rank 1, the player.
+    assert tracker.shape == (3, 3, 2)
+    assert tracker[:, 0].tolist() == [[10.5, 30.5]] * 3
+    assert tracker[:, 1].tolist() == [[70.5, 30.5]] * 3
+    assert tracker[:, 2].tolist() == [[40.5, 10.5], [40.5, 60.5], [40.5, 35.5]]  # absent: mean
+    # Every object holds its keypoint at r = 0; the template keeps the blocks, loses the player.
+    assert metrics.object_hits(tracker, offsets, boxes, 0).all()
+    template_hits = metrics.object_hits(controls.static_template(tracker), offsets, boxes, 0)
+    assert template_hits.tolist() == [False, True, True, False, True, True, True, True]
+    # With room for one keypoint only the most frequent slot stays.
+    assert controls.object_tracker(offsets, category, boxes, 1)[:, 0].tolist() == [[10.5, 30.5]] * 3
+
+
 def test_error_map_peaks_finds_separated_maxima_strongest_first():
     stack = torch.zeros(1, 2, H, W)
     stack[0, 0, 10:14, 20:24] = 1.0  # a 4x4 block: peak near its centre

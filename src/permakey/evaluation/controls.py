@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from permakey.evaluation import metrics
+
 # Minimum separation of error-map peaks (Chebyshev distance in pixels of the 84 x 84 frame):
 # about the size of a small sprite, so that one object does not take several peaks.
 PEAK_SEPARATION_PX = 4
@@ -49,6 +51,55 @@ def static_template(keypoints: np.ndarray) -> np.ndarray:
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     return np.broadcast_to(keypoints.mean(axis=0), keypoints.shape).copy()
+
+
+def object_tracker(
+    offsets: np.ndarray, category: np.ndarray, boxes: np.ndarray, max_keypoints: int
+) -> np.ndarray:
+    """A perfect tracker: one keypoint per object slot, on the object's box centre.
+
+    Not a method but a ceiling for what tracking can add over a static template on given
+    ground truth. An object's slot is its category and its rank among the objects of that
+    category in its frame, ordered by row, then column (the topmost Alien is slot 0 of Alien).
+    The ``max_keypoints`` slots present in most frames are kept (ties: by category index, then
+    rank); in a frame without its object a keypoint waits at its slot's mean centre.
+
+    Args:
+        offsets: (N + 1,) int, objects of frame n are ``offsets[n]:offsets[n + 1]``.
+        category: (M,) int category index of each object.
+        boxes: (M, 4) float, (x, y, w, h) edge coordinates.
+        max_keypoints: K, the most keypoints to place (fewer when there are fewer slots).
+
+    Returns:
+        (N, S, 2) float64, (row, col) pixels, S = min(K, number of slots), slots in the
+        order kept.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    category = np.asarray(category, dtype=np.int64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    num_frames = len(offsets) - 1
+    centres = np.stack(
+        [boxes[:, 1] + boxes[:, 3] / 2 - 0.5, boxes[:, 0] + boxes[:, 2] / 2 - 0.5], axis=1
+    )  # (M, 2) (row, col) pixel centres; edge coordinate e is pixel coordinate e - 0.5
+    frame = metrics.frame_of_object(offsets)  # (M,)
+    # Rank of each object among those of its frame and category, by row, then column.
+    order = np.lexsort((centres[:, 1], centres[:, 0], category, frame))  # (M,)
+    group = frame[order] * (category.max(initial=0) + 1) + category[order]  # (M,)
+    first = np.r_[True, group[1:] != group[:-1]]  # where a (frame, category) group starts
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start
+    slots, slot_of_object, count = np.unique(
+        np.stack([category, rank], axis=1), axis=0, return_inverse=True, return_counts=True
+    )  # slots (S_all, 2) sorted by (category, rank)
+    slot_of_object = slot_of_object.reshape(-1)
+    kept = np.argsort(-count, kind="stable")[:max_keypoints]  # (S,)
+    keypoints = np.empty((num_frames, len(kept), 2))
+    for j, slot in enumerate(kept):
+        members = slot_of_object == slot
+        keypoints[:, j] = centres[members].mean(axis=0)
+        keypoints[frame[members], j] = centres[members]
+    return keypoints
 
 
 def error_map_peaks(
