@@ -26,6 +26,7 @@ lever() {  # the options of one lever
     upd8) echo "--pointnet-updates 8" ;;
     sig07) echo "--model gaussian_sigma=0.07" ;;
     coords) echo "--model pointnet_coords=true" ;;                        # CoordConv PointNet
+    border) echo "--model window_border_cost=true" ;;                     # no cheap parking on the border
     *) echo "unknown lever $1" >&2; return 1 ;;
   esac
 }

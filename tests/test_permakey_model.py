@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from permakey.keypoints import from_pixels, to_pixels
+from permakey.keypoints import Keypoints, from_pixels, gaussian_windows, to_pixels
 from permakey.models.blocks import BatchNormConfig
 from permakey.models.permakey import (
     LSP_WIDE,
@@ -24,6 +24,7 @@ from permakey.models.permakey import (
     PointNet,
     normalised_error_stack,
     pointnet_loss,
+    window_energy_outside,
 )
 
 SMALL = PermaKeyConfig(
@@ -269,6 +270,51 @@ def test_pointnet_loss_compares_summed_windows_with_every_channel() -> None:
     )
     expected = ((summed - out.error_stack) ** 2).mean()
     torch.testing.assert_close(out.losses["pointnet"], expected)
+
+
+# (y, x) keypoints in [-1, 1]: the centre, near an edge, on an edge, in a corner; all on
+# samples of a 21-point grid (a resized window's energy depends on its offset from them).
+PLACES = torch.tensor([[0.0, 0.0], [0.0, 0.9], [0.0, 1.0], [-1.0, 1.0]])
+
+
+def test_window_energy_outside_equals_the_resized_window_on_a_larger_canvas() -> None:
+    # 21 -> 81 pixels puts grid cells exactly 4 pixels apart, so a grid extended by 5 cells
+    # each side resizes to the frame extended by 20 pixels each side, pixel for pixel.
+    grid_size, size, sigma, extra = 21, 81, 0.1, 5
+    for centre in PLACES:
+        cells = -1.0 - 0.1 * extra + 0.1 * torch.arange(grid_size + 2 * extra)  # grid units
+        profile = torch.exp(-((cells.view(1, -1) - centre.view(2, 1)) ** 2) / sigma**2)
+        window = profile[0].view(-1, 1) * profile[1].view(1, -1)  # (31, 31)
+        canvas = F.interpolate(
+            window[None, None], size=(121, 121), mode="bilinear", align_corners=True
+        )
+        frame = canvas[0, 0, 20:101, 20:101]
+        brute = canvas.square().sum() - frame.square().sum()
+        closed = window_energy_outside(centre.view(1, 1, 2), sigma, grid_size, size)
+        torch.testing.assert_close(closed, brute.view(1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("border_cost", [False, True])
+def test_window_border_cost_takes_away_the_border_as_a_cheap_parking_place(border_cost) -> None:
+    # On error maps that are zero everywhere, a window costs the sum of its squares in the frame.
+    config = dataclasses.replace(
+        PRESETS["cpu-track"], num_keypoints=1, window_border_cost=border_cost
+    )  # 21 x 21 windows
+    pointnet = PointNet(config)
+    stack = torch.zeros(1, 2, config.image_size, config.image_size)
+    size = config.keypoint_map_size
+    cost = {}
+    for centre, name in zip(PLACES, ["centre", "near", "edge", "corner"], strict=True):
+        centres = centre.view(1, 1, 2)
+        keypoints = Keypoints(centres, gaussian_windows(centres, size, size, config.gaussian_sigma))
+        cost[name] = pointnet.loss(keypoints, stack).item()
+    if border_cost:  # the same everywhere: the part outside the frame is counted too (up to
+        # 3%: 21 -> 84 puts grid cells 4.15 pixels apart, so windows alias a little by place)
+        for name in ("near", "edge", "corner"):
+            assert cost[name] == pytest.approx(cost["centre"], rel=0.04)
+    else:  # cheaper on an edge, cheaper still in a corner
+        assert cost["edge"] < 0.7 * cost["centre"]
+        assert cost["corner"] < 0.45 * cost["centre"]
 
 
 # --- error stack, detection -----------------------------------------------------------

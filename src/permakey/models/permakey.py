@@ -22,6 +22,7 @@ Losses and error maps are computed in float32 even under bf16 autocast.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -89,6 +90,12 @@ class PermaKeyConfig(JsonConfig):
     """Give the PointNet two more input channels holding each pixel's y and x in [-1, 1]
     (CoordConv, Liu et al. 2018), so that a keypoint map can select a blob by where it is (the
     player's row) and not only by its shape. Not in the paper."""
+    window_border_cost: bool = False
+    """Count the parts of the Gaussian windows that fall outside the frame in the PointNet
+    loss, as if the error maps went on beyond the frame as zeros. Without it a keypoint parked
+    on the border hides half its window (a corner: three quarters) and so costs less than
+    anywhere else without error, which is where spare keypoints drift (the paper observes
+    this in its K ablation). Not in the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -138,7 +145,7 @@ class PermaKeyConfig(JsonConfig):
                     f"lsp_hidden entry {width!r} must be a positive int or {LSP_WIDE!r}"
                 )
         _check_conv_stack("pointnet", *self.pointnet_stack)
-        for name in ("lsp_batchnorm", "error_map_sqrt", "pointnet_coords"):
+        for name in ("lsp_batchnorm", "error_map_sqrt", "pointnet_coords", "window_border_cost"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.bn, BatchNormConfig):
@@ -482,6 +489,7 @@ class PointNet(nn.Module):
         super().__init__()
         channels, kernels, strides = config.pointnet_stack
         self.sigma = config.gaussian_sigma
+        self.border_cost = config.window_border_cost
         size = config.image_size
         coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
         # Fixed by the config, so not saved with the weights.
@@ -498,6 +506,26 @@ class PointNet(nn.Module):
         maps = self.head(self.encoder(error_stack)[-1])  # (B, K, h, w)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
+
+    def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
+        """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost.
+
+        Args:
+            keypoints: this PointNet's output for ``error_stack``.
+            error_stack: (B, L, H, W) float in [0, 1] (detached).
+
+        Returns:
+            Scalar float32.
+        """
+        loss = pointnet_loss(keypoints.windows, error_stack)
+        if self.border_cost:
+            height, width = error_stack.shape[-2:]
+            grid_size = keypoints.windows.shape[-1]
+            outside = window_energy_outside(keypoints.centres, self.sigma, grid_size, height)
+            # The loss is a mean over B * L * H * W in-frame values; the frame's outside adds
+            # sum(windows^2) per channel (error 0 there), i.e. outside.sum() * L in that sum.
+            loss = loss + outside.mean() / (height * width)
+        return loss
 
 
 def pointnet_loss(windows: torch.Tensor, error_stack: torch.Tensor) -> torch.Tensor:
@@ -521,6 +549,46 @@ def pointnet_loss(windows: torch.Tensor, error_stack: torch.Tensor) -> torch.Ten
             total, size=error_stack.shape[-2:], mode="bilinear", align_corners=True
         )  # (B, 1, H, W)
         return (total - error_stack.float()).square().mean()
+
+
+def window_energy_outside(
+    centres: torch.Tensor, sigma: float, grid_size: int, size: int
+) -> torch.Tensor:
+    """Sum of squares of the windows that `pointnet_loss` compares, over the pixels of an
+    unbounded canvas that lie outside the size x size frame, per image.
+
+    A window is sampled on the grid_size x grid_size grid and resized bilinearly (aligned
+    corners) to the frame; both steps are separable, so each window is the outer product of
+    one profile per axis. The profiles are computed on the frame's pixel line extended by
+    5 sigma on each side, from the same Gaussian samples and interpolation that the resize
+    uses, and a window's energy outside is its total minus its part inside. Overlaps of two
+    windows outside the frame are left out.
+
+    Args:
+        centres: (B, K, 2) float, (y, x) in [-1, 1].
+        sigma: window width in grid units.
+        grid_size: side of the windows' grid (the keypoint maps'), > 1.
+        size: side of the frame in pixels, > 1.
+
+    Returns:
+        (B,) float32, >= 0: 0 for keypoints well inside; more than half a window's energy for
+        a keypoint on an edge (its centre is on the outermost pixel).
+    """
+    pad = math.ceil(5 * sigma * (size - 1) / 2)  # pixels; the windows are ~0 beyond
+    pixels = torch.arange(-pad, size + pad, device=centres.device, dtype=torch.float32)
+    source = pixels * (grid_size - 1) / (size - 1)  # (P,) position in grid cells
+    low = source.floor()
+    frac = source - low  # (P,)
+
+    def sample(cell: torch.Tensor) -> torch.Tensor:  # (P,) cells -> (B, K, 2, P) Gaussian
+        coord = -1.0 + 2.0 * cell / (grid_size - 1)  # (P,) grid units
+        return torch.exp(-((coord - centres.float().unsqueeze(-1)) ** 2) / sigma**2)
+
+    profile = (1 - frac) * sample(low) + frac * sample(low + 1)  # (B, K, 2, P)
+    energy = profile.square()
+    inside = energy[..., pad : pad + size].sum(dim=-1)  # (B, K, 2)
+    total = energy.sum(dim=-1)  # (B, K, 2)
+    return (total.prod(dim=-1) - inside.prod(dim=-1)).sum(dim=-1)  # (B,)
 
 
 class PermaKey(nn.Module):
@@ -589,7 +657,7 @@ class PermaKey(nn.Module):
         losses["lsp"] = torch.stack([losses[f"lsp/{la}"] for la in self.config.lsp_layers]).sum()
         error_stack = normalised_error_stack(error_maps, self.config.image_size)
         keypoints = self.pointnet(error_stack)
-        losses["pointnet"] = pointnet_loss(keypoints.windows, error_stack)
+        losses["pointnet"] = self.pointnet.loss(keypoints, error_stack)
         return PermaKeyOutput(
             centres=keypoints.centres,
             windows=keypoints.windows,

@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from permakey.data.datasets import FrameDataset, to_float
 from permakey.data.noise import NoiseConfig
 from permakey.models import permakey as model_lib
-from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput, pointnet_loss
+from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
 from permakey.training.distributed import autocast
 from permakey.training.optim import ParamGroup
@@ -83,8 +83,8 @@ class PermaKeyMethod:
             return
         for _ in range(cfg.pointnet_updates - 1):
             with autocast(out.error_stack.device, cfg.precision):
-                windows = pointnet(out.error_stack).windows
-            yield pointnet_loss(windows, out.error_stack)
+                keypoints = pointnet(out.error_stack)
+            yield pointnet.loss(keypoints, out.error_stack)
 
     def validation_loss(self, losses: dict[str, float]) -> float:
         """LSP + PointNet loss: the VAE's ELBO does not decide when PermaKey stops."""
