@@ -9,10 +9,11 @@
 # `permakey evaluate`). Settings through the environment: STEPS (700), DEVICE (auto), JOBS
 # (runs at a time, 1), SEEDS ("0 1"), GAMES ("SpaceInvaders:25 Frostbite:20"), VARIANTS
 # (default: base pnwide pnwide2 s2 upd8 sig07; levers joined by "+" combine, e.g. s2+coords),
-# MINUTES (a wall-time cap per run on top of STEPS; none by default).
+# MINUTES (a wall-time cap per run on top of STEPS; none by default), PYTHON (.venv/bin/python).
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 DATA OUT" >&2; exit 2; }
 export DATA=$1 OUT=$2 STEPS=${STEPS:-700} DEVICE=${DEVICE:-auto} MINUTES=${MINUTES:-}
+export PYTHON=${PYTHON:-.venv/bin/python}
 SEEDS=${SEEDS:-"0 1"}
 GAMES=${GAMES:-"SpaceInvaders:25 Frostbite:20"}
 VARIANTS=${VARIANTS:-"base pnwide pnwide2 s2 upd8 sig07"}
@@ -38,7 +39,7 @@ train() {  # GAME K VARIANT SEED
   local run=$OUT/runs/$1/$3-s$4
   [ -f "$run/run.json" ] && grep -q '"status": "stopped"' "$run/run.json" && return 0
   # shellcheck disable=SC2086  # options are separate words
-  python -m permakey train permakey --data "$DATA/$1-seed0-5000-500-500-random-hold-4" \
+  "$PYTHON" -m permakey train permakey --data "$DATA/$1-seed0-5000-500-500-random-hold-4" \
     --preset cpu --num-keypoints "$2" --seed "$4" $options --max-steps "$STEPS" --in-memory \
     --workers 0 --device "$DEVICE" --precision fp32 --no-progress --out "$run" --overwrite \
     > "$OUT/runs/log-$1-$3-s$4.txt" 2>&1
@@ -52,7 +53,7 @@ done; done; done | xargs -P "${JOBS:-1}" -L 1 bash -c 'train "$@"' _
 for game in $GAMES; do
   game=${game%%:*}
   for seed in $SEEDS; do
-    python -m permakey evaluate "$OUT/runs/$game/"*-s"$seed" \
+    "$PYTHON" -m permakey evaluate "$OUT/runs/$game/"*-s"$seed" \
       --data "$DATA/$game-seed0-5000-500-500-random-hold-4" --weights last --device "$DEVICE" \
       --out "$OUT/eval-$game-s$seed.json" > "$OUT/eval-$game-s$seed.txt"
   done
