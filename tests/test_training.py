@@ -98,15 +98,16 @@ def test_presets_hold_the_papers_values():
     assert cpu.precision == "auto" and cpu.lr_pointnet == 1e-3
     cpu_model = PermaKeyMethod().model_config("cpu")
     assert cpu_model.lsp_hidden == (128, 64) and cpu_model.encoder_channels == (16, 32, 32, 64)
-    # cpu-track: cpu's training; cpu's model with LSP layers 0 and 1 at 42 x 42 and a
-    # coordinate PointNet that still makes 21 x 21 keypoint maps.
+    # cpu-track: cpu's training; cpu's model with LSP layers 0 and 1 at 42 x 42, a coordinate
+    # PointNet that still makes 21 x 21 keypoint maps, and the windows' border cost.
     assert PRESETS["permakey"]["cpu-track"] == cpu
     track = PermaKeyMethod().model_config("cpu-track")
     assert [shape[1] for shape in track.feature_shapes] == [42, 42, 21, 21]
-    assert track.keypoint_map_size == 21 and track.pointnet_coords
-    assert replace(track, encoder_strides=(1, 2, 2, 1), pointnet_coords=False) == replace(
-        cpu_model, pointnet_strides=(1, 2, 2, 1)
+    assert track.keypoint_map_size == 21 and track.pointnet_coords and track.window_border_cost
+    untracked = replace(
+        track, encoder_strides=(1, 2, 2, 1), pointnet_coords=False, window_border_cost=False
     )
+    assert untracked == replace(cpu_model, pointnet_strides=(1, 2, 2, 1))
 
 
 def test_auto_precision_is_bf16_only_where_native(monkeypatch):

@@ -230,17 +230,18 @@ PRESETS: dict[str, PermaKeyConfig] = {
     # For minutes-long CPU runs: half the encoder channels and LSP hidden [128, 64] cut the
     # cost of a training step about 5x (benchmarks/bench.py); everything else as the paper.
     "cpu": PermaKeyConfig(encoder_channels=(16, 32, 32, 64), lsp_hidden=(128, 64)),
-    # `cpu` changed so that keypoints follow moving objects within 10 CPU minutes (they do on
-    # SpaceInvaders and MsPacman, not on Frostbite: RESULTS.md, "cpu-track"): a stride-2 first
-    # encoder block (LSP layers 0 and 1 both 42 x 42, so error maps in 4-pixel cells; about
-    # 1.4x the steps per minute on a CPU), the PointNet on the paper's stack (21 x 21 keypoint
-    # maps) with coordinate input channels.
+    # `cpu` changed so that keypoints follow moving objects within 10 CPU minutes (RESULTS.md,
+    # "cpu-track"): a stride-2 first encoder block (LSP layers 0 and 1 both 42 x 42, so error
+    # maps in 4-pixel cells; about 1.4x the steps per minute on a CPU), the PointNet on the
+    # paper's stack (21 x 21 keypoint maps) with coordinate input channels, and no cheap
+    # parking for spare keypoints on the border.
     "cpu-track": PermaKeyConfig(
         encoder_channels=(16, 32, 32, 64),
         encoder_strides=(2, 1, 2, 1),
         lsp_hidden=(128, 64),
         pointnet_strides=(1, 2, 2, 1),
         pointnet_coords=True,
+        window_border_cost=True,
     ),
 }
 
