@@ -93,9 +93,9 @@ class PermaKeyConfig(JsonConfig):
     window_border_cost: bool = False
     """Count the parts of the Gaussian windows that fall outside the frame in the PointNet
     loss, as if the error maps went on beyond the frame as zeros. Without it a keypoint parked
-    on the border hides half its window (a corner: three quarters) and so costs less than
-    anywhere else without error, which is where spare keypoints drift (the paper observes
-    this in its K ablation). Not in the paper."""
+    on the border hides up to half its window (in a corner up to three quarters) and so costs
+    less than anywhere else without error, which is where spare keypoints drift (the paper
+    observes this in its K ablation). Not in the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -572,8 +572,8 @@ def window_energy_outside(
         size: side of the frame in pixels, > 1.
 
     Returns:
-        (B,) float32, >= 0: 0 for keypoints well inside; more than half a window's energy for
-        a keypoint on an edge (its centre is on the outermost pixel).
+        (B,) float32, >= 0: 0 for keypoints well inside; about two fifths of a window's energy
+        for a keypoint on the outermost pixel of an edge, three fifths in a corner.
     """
     pad = math.ceil(5 * sigma * (size - 1) / 2)  # pixels; the windows are ~0 beyond
     pixels = torch.arange(-pad, size + pad, device=centres.device, dtype=torch.float32)
