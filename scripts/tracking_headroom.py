@@ -5,9 +5,11 @@ python scripts/tracking_headroom.py DATA [...] [--keypoints K]
 DATA is a dataset folder of `permakey collect`. For its test split, the tracker of
 `permakey.evaluation.controls.object_tracker` puts one keypoint on every object slot (K from
 the paper's table for the game unless --keypoints) and is scored like a model, next to its
-own static template. Their F1@2 difference is the most that following objects can add over
-marking their places on these frames: issue 8's "F1@2 at least 0.10 above the template" can
-only be met where this headroom exceeds 0.10.
+own static template. Their F1@2 difference is what following every object perfectly adds
+over marking the objects' places on these frames. Where it is under 0.10, issue 8's "F1@2 at
+least 0.10 above the template" is met only by keypoints whose mean positions are worse than
+the tracker's, not by better tracking. With more objects than K, the tracker follows the K
+slots present in most frames: one choice of objects, not a bound.
 """
 
 from __future__ import annotations

@@ -58,9 +58,10 @@ def object_tracker(
 ) -> np.ndarray:
     """A perfect tracker: one keypoint per object slot, on the object's box centre.
 
-    Not a method but a ceiling for what tracking can add over a static template on given
-    ground truth. An object's slot is its category and its rank among the objects of that
-    category in its frame, ordered by row, then column (the topmost Alien is slot 0 of Alien).
+    Not a method but a reference: what following every object perfectly adds over a static
+    template on given ground truth (compare `static_template` of its output). An object's
+    slot is its category and its rank among the objects of that category in its frame,
+    ordered by row, then column (the topmost Alien is slot 0 of Alien).
     The ``max_keypoints`` slots present in most frames are kept (ties: by category index, then
     rank); in a frame without its object a keypoint waits at its slot's mean centre.
 
