@@ -207,8 +207,9 @@ class TransporterTrainConfig(TrainConfig):
 #   moving objects within minutes); the VAE keeps 2e-4, at which its KL term settles; and 4
 #   PointNet updates per step on the step's error maps (the PointNet learns slowest; the extra
 #   updates widen the keypoints' margin over their static template, RESULTS.md).
-# - cpu-track: the same training with the `cpu-track` model preset (keypoints that follow
-#   the SpaceInvaders player and the MsPacman ghosts within 10 CPU minutes); the demo's.
+# - cpu-track: the same training with the `cpu-track` model preset (keypoints that follow the
+#   SpaceInvaders player, the Frostbite birds and the MsPacman ghosts within 10 CPU minutes,
+#   RESULTS.md); the demo's.
 # Transporter:
 # - paper: the PermaKey paper's re-implementation: Adam 5e-4, batch 64, rate x 0.9 every 30,000
 #   steps (staircase), up to 100 epochs, patience 5 on the validation reconstruction loss.
