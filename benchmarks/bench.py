@@ -39,13 +39,13 @@ from pathlib import Path
 import torch
 
 from permakey.fileio import write_json_atomic
+from permakey.testing import make_sprites_dataset
 from permakey.training import get_method
 from permakey.training.distributed import cpu_has_fast_bf16, resolve_device
 from permakey.training.load import LoadedModel
 from permakey.training.loop import training_step
 from permakey.training.optim import build_optimizer
 
-REPO = Path(__file__).resolve().parents[1]
 FULL_DATASET_FRAMES = 95_000
 
 
@@ -188,9 +188,6 @@ def env_step_rates(device: torch.device, quick: bool) -> dict[str, object]:
 
 def peak_rss_gb(frames: int, device: str, steps: int, workdir: Path) -> float:
     """Peak RSS (GB) of a `permakey train permakey` process reading a ``frames``-frame dataset."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from synthetic import make_sprites_dataset
-
     data = make_sprites_dataset(
         workdir / "data", {"train": frames, "val": 500, "test": 32}, episode_length=1000
     )

@@ -15,9 +15,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_PERMAKEY, TINY_TRANSPORTER, tiny_cfg
 from gymnasium.utils.env_checker import check_env
-from synthetic import make_sprites_dataset
-from test_training import TINY_PERMAKEY, TINY_TRANSPORTER, _one_thread, tiny_cfg  # noqa: F401
 
 import permakey
 from permakey.cli.main import main
@@ -27,6 +26,7 @@ from permakey.envs import KeypointObservation, VectorKeypointObservation
 from permakey.errors import UserError
 from permakey.keypoints import to_pixels
 from permakey.models.permakey import PermaKey
+from permakey.testing import make_sprites_dataset
 from permakey.training.config import TransporterTrainConfig
 from permakey.training.load import LoadedModel, pool_features
 from permakey.training.loop import train
@@ -44,6 +44,11 @@ def data84(tmp_path_factory):
     return make_sprites_dataset(
         path, {"train": 16, "val": 8, "test": 8}, episode_length=16, size=84, sprite_size=8
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every test of this file runs on one thread (`conftest.one_thread`)."""
 
 
 @pytest.fixture(scope="module")

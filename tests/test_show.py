@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic import make_sprites_dataset
 
 import permakey
 from permakey.cli import show as cli
@@ -22,6 +21,7 @@ from permakey.errors import UserError
 from permakey.fileio import write_json_atomic
 from permakey.models.permakey import PermaKey, PermaKeyConfig
 from permakey.models.transporter import Transporter, TransporterConfig
+from permakey.testing import make_sprites_dataset
 from permakey.visualisation.colours import keypoint_colour
 from permakey.visualisation.show import ShownModel, episode_indices, seed_groups, spread_indices
 

@@ -12,15 +12,15 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_PERMAKEY, tiny_cfg
 from safetensors import safe_open
 from safetensors.torch import load_file
-from synthetic import make_sprites_dataset
 
 import permakey
 from permakey.cli.main import main
 from permakey.errors import UserError
 from permakey.models.permakey import PermaKeyConfig
-from permakey.models.transporter import TransporterConfig
+from permakey.testing import make_sprites_dataset
 from permakey.training import get_method
 from permakey.training.config import (
     PRESETS,
@@ -38,12 +38,7 @@ from permakey.training.optim import (
 )
 from permakey.training.permakey import PermaKeyMethod
 
-SIZE = 32
-# A PermaKey small enough to train for a few epochs in seconds on one core.
-TINY_PERMAKEY = PermaKeyConfig(
-    image_size=SIZE, encoder_channels=(8, 8, 8, 8), latent_dim=4, lsp_hidden=(16,), num_keypoints=3
-)
-TINY_TRANSPORTER = TransporterConfig(image_size=SIZE, channels=(8, 8, 8, 8), num_keypoints=3)
+SIZE = TINY_PERMAKEY.image_size
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +52,6 @@ def data(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     """Every test of this file runs on one thread (`conftest.one_thread`)."""
-
-
-def tiny_cfg(data, **changes) -> PermaKeyTrainConfig:
-    """2 epochs of 8 steps of batch 8."""
-    base = PermaKeyTrainConfig(
-        data=str(data), batch_size=8, epochs=2, workers=0, progress=False, device="cpu", log_every=4
-    )
-    return replace(base, **changes)
 
 
 def weights(path) -> dict[str, torch.Tensor]:

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import make_sprites_dataset
 
 import permakey
 from permakey.data.store import open_split
 from permakey.models.permakey import PermaKeyConfig
 from permakey.models.transporter import TransporterConfig
+from permakey.testing import make_sprites_dataset
 from permakey.training.config import PermaKeyTrainConfig, TransporterTrainConfig
 from permakey.training.loop import train
 from permakey.training.permakey import PermaKeyMethod

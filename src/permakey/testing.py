@@ -1,10 +1,14 @@
-"""A small synthetic dataset in the store format: coloured sprites over a predictable background.
+"""Tiny synthetic datasets in the store format, for tests and benchmarks; not for research use.
 
-Used by tests that need a dataset without running the emulator (training, loading,
-evaluation). Each episode has a few square sprites of distinct colours that move at constant
-speed and bounce off the frame's edges, over a fixed background of soft horizontal stripes
-(locally predictable, so a good local predictor errs on the sprites, not on the background).
-The sprites are the ground-truth objects (category "Sprite", boxes in frame pixels).
+A dataset of coloured sprites over a predictable background, written as `permakey collect`
+writes one, for code that needs a dataset without running the emulator (training, loading,
+evaluation, wrappers, benchmarks). Each episode has a few square sprites of distinct colours
+that move at constant speed and bounce off the frame's edges, over a fixed background of soft
+horizontal stripes (locally predictable, so a good local predictor errs on the sprites, not on
+the background). The sprites are the ground-truth objects (category "Sprite", boxes in frame
+pixels).
+
+This module sits in the data layer: it imports `permakey.data` and the base modules only.
 """
 
 from __future__ import annotations
