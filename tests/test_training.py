@@ -8,6 +8,7 @@ import math
 import os
 import signal
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +29,8 @@ from permakey.training.config import (
     TransporterTrainConfig,
     field_docs,
 )
-from permakey.training.distributed import resolve_device
-from permakey.training.loop import TrainingDiverged, train
+from permakey.training.distributed import Processes, resolve_device
+from permakey.training.loop import Stopper, TrainingDiverged, train
 from permakey.training.optim import (
     SharedCounterAdam,
     build_optimizer,
@@ -315,6 +316,27 @@ def test_time_budget_stops_cleanly_with_a_best_model(data, tmp_path):
     assert found.centres.shape == (2, 3, 2)
     resumed = train(PermaKeyMethod(), tiny_cfg(data, epochs=1), TINY_PERMAKEY, run, resume=True)
     assert (resumed.status, resumed.step) == ("finished", 8)
+
+
+def _stop_reason_of_rank(rank: int, store: str, out: str) -> None:
+    """A process of `test_every_process_stops_for_a_signal_that_reached_one`."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    stopper = Stopper(time_budget_min=None, max_steps=None)
+    stopper.signalled = rank == 1  # Ctrl-C reached one process only
+    reason = stopper.reason(1, Processes(rank, 2, torch.device("cpu")))
+    Path(out, f"{rank}.json").write_text(json.dumps(reason))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_every_process_stops_for_a_signal_that_reached_one(tmp_path):
+    torch.multiprocessing.spawn(
+        _stop_reason_of_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2
+    )
+    reasons = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert reasons == ["interrupted", "interrupted"]
 
 
 def test_nan_loss_stops_naming_module_and_step_and_keeps_last_checkpoint(data, tmp_path):

@@ -151,6 +151,14 @@ class Processes:
             dist.all_reduce(values)
         return values
 
+    def any_flags(self, flags: list[bool]) -> list[bool]:
+        """Each flag OR-ed over all processes (``flags`` itself in one process)."""
+        if not self.distributed:
+            return flags
+        counts = torch.tensor(flags, dtype=torch.int32, device=self.device)
+        dist.all_reduce(counts)
+        return [count > 0 for count in counts.tolist()]
+
     def share_error(self, message: str | None) -> None:
         """Raises `UserError` on every process if the main process reports an error.
 

@@ -1,9 +1,11 @@
 """The one training loop, shared by every method through its `Method` adapter.
 
-`train` reads top to bottom: set up processes, model, optimiser, data and the run folder (or
-resume them from it); then per epoch, train with a progress bar and metrics, validate, keep
-the best weights, checkpoint, and stop early, on a time or step budget, on Ctrl-C / SIGTERM
-(resumably), or on a non-finite loss (naming it; the last checkpoint stays as it was).
+`_train` reads top to bottom as its named steps: `_setup` the processes, model, optimiser,
+data and run folder (or resume them from it); then per epoch, `_train_epoch` with a progress
+bar and metrics and `_end_epoch` (validate, keep the best weights, checkpoint); stop early on
+patience, or `_stop_resumably` on a time or step budget or on Ctrl-C / SIGTERM; a non-finite
+loss stops it with an error naming the loss (the last checkpoint stays as it was). A stop
+condition is a plain value: the `Stopper`'s reason after each step, or None.
 
 Exact resume: the data order of an epoch is a function of (seed, epoch), a checkpoint records
 the position inside the epoch, the learning rate is a function of the step, and state.pt holds
@@ -115,6 +117,11 @@ class EarlyStopping:
         """Whether ``patience`` epochs in a row brought no improvement."""
         return self.bad_epochs >= self.patience
 
+    @property
+    def kept_loss(self) -> float | None:
+        """The validation loss of the weights kept as best; None before any validation."""
+        return self.kept if math.isfinite(self.kept) else None
+
 
 def training_step(
     method: Method,
@@ -215,18 +222,20 @@ class Stopper:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def flags(self, step: int) -> list[float]:
-        """One 0/1 flag per reason in `REASONS`, for this process."""
-        return [
-            float(self.signalled),
-            float(self.deadline is not None and time.monotonic() >= self.deadline),
-            float(self.max_steps is not None and step >= self.max_steps),
-        ]
+    def reason(self, step: int, procs: Processes) -> str | None:
+        """Why to stop after ``step`` steps (one of `REASONS`), or None; the same on every process.
 
-    @classmethod
-    def reason(cls, flags: list[float]) -> str | None:
-        """The first reason whose flag is set on any process (flags summed over processes)."""
-        return next((r for r, f in zip(cls.REASONS, flags, strict=True) if f > 0), None)
+        A signal reaches one process and clocks differ, so under DDP the processes agree on
+        their flags by a small all-reduce of its own (`Processes.any_flags`): a second, tiny
+        collective per step besides the losses', and none in a single process.
+        """
+        flags = [
+            self.signalled,
+            self.deadline is not None and time.monotonic() >= self.deadline,
+            self.max_steps is not None and step >= self.max_steps,
+        ]
+        flags = procs.any_flags(flags)
+        return next((r for r, f in zip(self.REASONS, flags, strict=True) if f), None)
 
 
 class Logger:
@@ -331,6 +340,49 @@ def train(
         procs.stop()
 
 
+@dataclass
+class _Data:
+    """A run's training and validation data: the order of epoch e is drawn from (seed, e)."""
+
+    train_set: Dataset
+    val_set: Dataset
+    sampler: EpochSampler
+    loader: DataLoader
+    val_loader: DataLoader
+    picture_batch: dict[str, torch.Tensor]  # the first PICTURE_FRAMES validation items
+    per_process_batch: int
+    steps_per_epoch: int
+
+
+@dataclass
+class _Training:
+    """Everything the steps of `_train` share, built by `_setup`.
+
+    ``position`` and ``early`` advance as training goes; ``saved_step`` is the step of the
+    last checkpoint (the one a divergence leaves intact).
+    """
+
+    method: Method
+    cfg: TrainConfig
+    procs: Processes
+    model: nn.Module
+    net: nn.Module  # what trains: ``model``, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    data: _Data
+    run: RunFolder
+    logger: Logger
+    position: Position
+    early: EarlyStopping
+    saved_step: int
+    elapsed_before: float  # seconds of training before this call
+    started: float  # time.monotonic() when this call's training started
+
+    @property
+    def done(self) -> bool:
+        """Whether every epoch is trained or patience ran out."""
+        return self.position.epoch >= self.cfg.epochs or self.early.exhausted
+
+
 def _train(
     method: Method,
     cfg: TrainConfig,
@@ -340,12 +392,43 @@ def _train(
     overwrite: bool,
     procs: Processes,
 ) -> TrainResult:
+    tr = _setup(method, cfg, model_config, out, resume, overwrite, procs)
+    try:
+        with Stopper(tr.cfg.time_budget, tr.cfg.max_steps) as stopper:
+            stop = None
+            while stop is None and not tr.done:
+                stop = _train_epoch(tr, stopper)
+                if tr.position.batch == tr.data.steps_per_epoch:
+                    _end_epoch(tr)
+            status = _status(tr, stop)
+            if status in ("stopped", "interrupted"):
+                _stop_resumably(tr, stop, status)
+            if procs.is_main:
+                tr.run.update_info(status=status, **_summary(tr))
+    except TrainingDiverged as err:
+        if procs.is_main:
+            tr.run.update_info(status="diverged", error=str(err))
+        raise
+    finally:
+        tr.logger.close()
+    return TrainResult(tr.run.path, status, tr.position.step, tr.position.epoch, tr.early.kept_loss)
+
+
+def _setup(
+    method: Method,
+    cfg: TrainConfig,
+    model_config: Any,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    procs: Processes,
+) -> _Training:
+    """Model, optimiser, data and run folder, created or resumed from the run's checkpoint."""
     device = procs.device
     if cfg.batch_size % procs.world_size:
         raise UserError(
             f"batch size {cfg.batch_size} is not divisible by {procs.world_size} processes"
         )
-    per_process_batch = cfg.batch_size // procs.world_size
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # "auto" is resolved once here, so the run folder records the precision that was used.
@@ -354,11 +437,11 @@ def _train(
         warnings.warn(
             "bf16 autocast on this CPU is emulated (no AVX512-BF16 or AMX) and much slower "
             "than float32: consider --precision fp32",
-            stacklevel=2,
+            stacklevel=3,
         )
 
-    # Model and optimiser. Every process starts from the same seed's weights (DDP also
-    # broadcasts rank 0's) and then draws its own random numbers.
+    # Every process starts from the same seed's weights (DDP also broadcasts rank 0's) and
+    # then draws its own random numbers.
     seed_everything(cfg.seed)
     model = method.build_model(model_config).to(device)
     if cfg.channels_last:
@@ -368,7 +451,28 @@ def _train(
     )
     seed_everything(cfg.seed + procs.rank)
 
-    # Data: the order of epoch e is drawn from (seed, e); validation always sees the same items.
+    data = _data(method, cfg, procs)
+    run = _open_run(method, cfg, model_config, out, resume, overwrite, procs, model, data)
+    position, early, elapsed_before = Position(), EarlyStopping(cfg.patience), 0.0
+    if resume:
+        position, early, elapsed_before = _resume(run, model, optimizer, cfg, procs)
+
+    net = model
+    if procs.distributed:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    logger = Logger(run if procs.is_main else None, position.step if resume else None)
+    return _Training(
+        method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
+        saved_step=position.step, elapsed_before=elapsed_before,
+        started=time.monotonic(),
+    )  # fmt: skip
+
+
+def _data(method: Method, cfg: TrainConfig, procs: Processes) -> _Data:
+    """The loaders of this process's share; validation always sees the same items."""
+    per_process_batch = cfg.batch_size // procs.world_size
     train_set, val_set = method.datasets(cfg)
     if len(val_set) == 0:
         raise UserError(f"the validation split of {cfg.data} is empty")
@@ -382,14 +486,31 @@ def _train(
             f"the training split of {cfg.data} has {len(train_set)} items, fewer than one batch "
             f"of {cfg.batch_size}"
         )
+    device = procs.device
     loader = _loader(train_set, per_process_batch, sampler, cfg, device, drop_last=True)
     val_sampler = DistributedSampler(
         val_set, procs.world_size, procs.rank, shuffle=False, drop_last=False
     )
     val_loader = _loader(val_set, per_process_batch, val_sampler, cfg, device, drop_last=False)
-    picture_batch = default_collate([val_set[i] for i in range(min(PICTURE_FRAMES, len(val_set)))])
+    pictures = default_collate([val_set[i] for i in range(min(PICTURE_FRAMES, len(val_set)))])
+    return _Data(
+        train_set, val_set, sampler, loader, val_loader, pictures, per_process_batch,
+        steps_per_epoch,
+    )  # fmt: skip
 
-    # The run folder: created (or checked) by the main process alone, then read by all.
+
+def _open_run(
+    method: Method,
+    cfg: TrainConfig,
+    model_config: Any,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    procs: Processes,
+    model: nn.Module,
+    data: _Data,
+) -> RunFolder:
+    """The run folder: created (or checked) by the main process alone, then read by all."""
     run = RunFolder(out)
     message = None
     if procs.is_main:
@@ -404,7 +525,7 @@ def _train(
                         "kind": method.kind,
                         "model": model_config.to_dict(),
                         "train": cfg.to_dict(),
-                        "dataset": _dataset_identity(train_set, val_set),
+                        "dataset": _dataset_identity(data.train_set, data.val_set),
                         "code": code_version(),
                         "world_size": procs.world_size,
                         "status": "running",
@@ -415,158 +536,163 @@ def _train(
         except UserError as err:
             message = str(err)
     procs.share_error(message)
+    return run
 
-    position, early, elapsed_before = Position(), EarlyStopping(cfg.patience), 0.0
-    if resume:
-        state = run.load_checkpoint(model, device)
-        optimizer.load_state_dict(state["optimizer"])
-        position = Position(**state["position"])
-        early = EarlyStopping(**{**state["early_stopping"], "patience": cfg.patience})
-        elapsed_before = state["elapsed_s"]
-        if procs.is_main:
-            set_rng_state(state["rng"])
-            run.truncate_metrics(position.step)
-            run.update_info(status="running", train=cfg.to_dict())
-        else:
-            seed_everything(hash((cfg.seed, procs.rank, position.step)) % 2**31)
-    saved_step = position.step
 
-    net = model
-    if procs.distributed:
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+def _resume(
+    run: RunFolder,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    procs: Processes,
+) -> tuple[Position, EarlyStopping, float]:
+    """Loads the last checkpoint into ``model`` and ``optimizer`` and restores the RNGs.
+
+    Returns:
+        The checkpoint's position, early stopping (with ``cfg``'s patience) and seconds of
+        training so far.
+    """
+    state = run.load_checkpoint(model, procs.device)
+    optimizer.load_state_dict(state["optimizer"])
+    position = Position(**state["position"])
+    early = EarlyStopping(**{**state["early_stopping"], "patience": cfg.patience})
+    if procs.is_main:
+        set_rng_state(state["rng"])
+        run.truncate_metrics(position.step)
+        run.update_info(status="running", train=cfg.to_dict())
+    else:
+        seed_everything(hash((cfg.seed, procs.rank, position.step)) % 2**31)
+    return position, early, state["elapsed_s"]
+
+
+def _train_epoch(tr: _Training, stopper: Stopper) -> str | None:
+    """Trains the rest of the current epoch, with a progress bar and metrics.
+
+    Returns:
+        Why training stops after the last step taken (a `Stopper` reason), or None.
+    """
+    cfg, position, data = tr.cfg, tr.position, tr.data
+    data.sampler.set_position(position.epoch, position.batch * data.per_process_batch)
+    data.train_set.set_epoch(position.epoch)
+    tr.net.train()
+    window = _Window()
+    with tqdm(
+        total=data.steps_per_epoch,
+        initial=position.batch,
+        desc=f"{tr.method.kind} epoch {position.epoch + 1}/{cfg.epochs}",
+        unit="step",
+        disable=not (tr.procs.is_main and cfg.progress),
+        dynamic_ncols=True,
+    ) as bar:
+        for batch in data.loader:
+            lrs = set_learning_rates(
+                tr.optimizer, position.step, cfg.lr_decay, cfg.decay_rate, cfg.decay_steps
+            )
+            losses = training_step(tr.method, tr.net, tr.optimizer, batch, tr.procs.device, cfg)
+            losses = _mean_over_processes(losses, tr.procs)
+            where = f"step {position.step + 1} (epoch {position.epoch + 1})"
+            check_finite(losses, where, tr.run.path, tr.saved_step)
+            position.step += 1
+            position.batch += 1
+            window.add(losses, cfg.batch_size)
+            bar.update()
+            if position.step % cfg.log_every == 0 or position.batch == data.steps_per_epoch:
+                _log_training(tr, window.flush(), lrs, bar)
+            stop = stopper.reason(position.step, tr.procs)
+            if stop is not None:
+                return stop
+    return None
+
+
+def _mean_over_processes(losses: dict[str, torch.Tensor], procs: Processes) -> dict[str, float]:
+    """The losses' means over the processes, all in one all-reduce."""
+    sums = procs.sum(torch.stack(list(losses.values())).float()).tolist()
+    return {k: v / procs.world_size for k, v in zip(losses, sums, strict=True)}
+
+
+def _log_training(tr: _Training, row: dict[str, float], lrs: dict[str, float], bar: tqdm) -> None:
+    """Logs a window's mean losses and throughput and the learning rates; shows them on the bar."""
+    row.update({f"charts/lr/{name}": lr for name, lr in lrs.items()})
+    tr.logger.scalars(row, tr.position.step, tr.position.epoch)
+    bar.set_postfix(
+        {"img/s": f"{row['charts/images_per_s']:.1f}"}
+        | {k: f"{row[f'losses/{k}']:.4g}" for k in tr.method.display_losses}
+    )
+
+
+def _end_epoch(tr: _Training) -> None:
+    """End of an epoch: validate, count patience, log pictures, keep the best weights, checkpoint."""
+    position = tr.position
+    val = validate(tr.method, tr.model, tr.data.val_loader, tr.cfg, tr.procs)
+    check_finite(val, f"validation after epoch {position.epoch + 1}", tr.run.path, tr.saved_step)
+    val_loss = tr.method.validation_loss(val)
+    tr.early.update(val_loss, position.epoch)
+    position.epoch += 1
+    position.batch = 0
+    _log_validation(tr, val, val_loss)
+    if tr.procs.is_main:
+        pictures = tr.method.picture(tr.model, tr.data.picture_batch, tr.procs.device, tr.cfg)
+        for tag, picture in pictures.items():
+            tr.logger.image(tag, picture, position.step)
+    _keep_if_best(tr, val_loss)
+    _checkpoint(tr, "running")
+
+
+def _stop_resumably(tr: _Training, reason: str, status: str) -> None:
+    """Stops before the end ("stopped" on a budget, or "interrupted") so that --resume goes on.
+
+    Stopped on its budget mid-epoch, the final weights are validated and kept as best if they
+    are better (a run stopped before its first validation always gets a best model); patience
+    is left alone (see `EarlyStopping`).
+    """
+    position = tr.position
+    kept = False
+    if status == "stopped" and position.batch > 0:
+        val = validate(tr.method, tr.model, tr.data.val_loader, tr.cfg, tr.procs)
+        val_loss = tr.method.validation_loss(val)
+        _log_validation(tr, val, val_loss)
+        kept = _keep_if_best(tr, val_loss)
+    if kept or tr.saved_step != position.step:
+        _checkpoint(tr, status)
+    if tr.procs.is_main:
+        print(
+            f"{tr.method.kind}: {reason}: stopped at step {position.step} "
+            f"(epoch {position.epoch + 1}); continue with --resume {tr.run.path}"
         )
-    logger = Logger(run if procs.is_main else None, position.step if resume else None)
-    started = time.monotonic()
 
-    def save(status: str) -> None:
-        nonlocal saved_step
-        if procs.is_main:
-            elapsed = elapsed_before + time.monotonic() - started
-            run.save_checkpoint(model, _state(position, early, optimizer, elapsed))
-            run.update_info(status=status, **_summary(position, early, steps_per_epoch))
-        saved_step = position.step
 
-    status = "finished"
-    stop_reason = None
-    try:
-        with Stopper(cfg.time_budget, cfg.max_steps) as stopper:
-            if early.exhausted or position.epoch >= cfg.epochs:
-                status = "early-stopped" if early.exhausted else "finished"
-            while position.epoch < cfg.epochs and not early.exhausted and stop_reason is None:
-                # One epoch (or the rest of it, after a resume).
-                sampler.set_position(position.epoch, position.batch * per_process_batch)
-                train_set.set_epoch(position.epoch)
-                net.train()
-                window = _Window()
-                bar = tqdm(
-                    total=steps_per_epoch,
-                    initial=position.batch,
-                    desc=f"{method.kind} epoch {position.epoch + 1}/{cfg.epochs}",
-                    unit="step",
-                    disable=not (procs.is_main and cfg.progress),
-                    dynamic_ncols=True,
-                )
-                for batch in loader:
-                    lrs = set_learning_rates(
-                        optimizer, position.step, cfg.lr_decay, cfg.decay_rate, cfg.decay_steps
-                    )
-                    losses = training_step(method, net, optimizer, batch, device, cfg)
-                    # One reduction per step: mean losses over processes and the stop flags.
-                    values = procs.sum(
-                        torch.cat(
-                            [
-                                torch.stack(list(losses.values())).float(),
-                                torch.tensor(stopper.flags(position.step + 1), device=device),
-                            ]
-                        )
-                    ).tolist()
-                    n_losses = len(losses)
-                    mean_losses = {
-                        k: v / procs.world_size
-                        for k, v in zip(losses, values[:n_losses], strict=True)
-                    }
-                    check_finite(
-                        mean_losses,
-                        f"step {position.step + 1} (epoch {position.epoch + 1})",
-                        run.path,
-                        saved_step,
-                    )
-                    position.step += 1
-                    position.batch += 1
-                    window.add(mean_losses, cfg.batch_size)
-                    bar.update()
-                    if position.step % cfg.log_every == 0 or position.batch == steps_per_epoch:
-                        row = window.flush()
-                        row.update({f"charts/lr/{name}": lr for name, lr in lrs.items()})
-                        logger.scalars(row, position.step, position.epoch)
-                        bar.set_postfix(
-                            {"img/s": f"{row['charts/images_per_s']:.1f}"}
-                            | {k: f"{row[f'losses/{k}']:.4g}" for k in method.display_losses}
-                        )
-                    stop_reason = Stopper.reason(values[n_losses:])
-                    if stop_reason is not None and position.batch < steps_per_epoch:
-                        break
-                bar.close()
+def _log_validation(tr: _Training, val: dict[str, float], val_loss: float) -> None:
+    tr.logger.scalars(
+        {f"val/{k}": v for k, v in val.items()} | {"val/loss": val_loss},
+        tr.position.step,
+        tr.position.epoch,
+    )
 
-                if position.batch == steps_per_epoch:
-                    # End of the epoch: validate, keep the best weights, checkpoint.
-                    val = validate(method, model, val_loader, cfg, procs)
-                    check_finite(
-                        val, f"validation after epoch {position.epoch + 1}", run.path, saved_step
-                    )
-                    val_loss = method.validation_loss(val)
-                    early.update(val_loss, position.epoch)
-                    position.epoch += 1
-                    position.batch = 0
-                    logger.scalars(
-                        {f"val/{k}": v for k, v in val.items()} | {"val/loss": val_loss},
-                        position.step,
-                        position.epoch,
-                    )
-                    if procs.is_main:
-                        pictures = method.picture(model, picture_batch, device, cfg)
-                        for tag, picture in pictures.items():
-                            logger.image(tag, picture, position.step)
-                    if early.keep(val_loss) and procs.is_main:
-                        run.save_weights("best", model, position.step)
-                    status = "early-stopped" if early.exhausted else "finished"
-                    save("running")
 
-            if stop_reason is not None and not (position.epoch >= cfg.epochs or early.exhausted):
-                status = "interrupted" if stop_reason == "interrupted" else "stopped"
-                kept = False
-                if status == "stopped" and position.batch > 0:
-                    # Stopped on its budget mid-epoch: the final weights are validated and kept
-                    # as best if they are better (a run stopped before its first validation
-                    # always gets a best model). Patience is left alone (see EarlyStopping).
-                    val = validate(method, model, val_loader, cfg, procs)
-                    val_loss = method.validation_loss(val)
-                    logger.scalars(
-                        {f"val/{k}": v for k, v in val.items()} | {"val/loss": val_loss},
-                        position.step,
-                        position.epoch,
-                    )
-                    kept = early.keep(val_loss)
-                    if kept and procs.is_main:
-                        run.save_weights("best", model, position.step)
-                if kept or saved_step != position.step:
-                    save(status)
-                if procs.is_main:
-                    print(
-                        f"{method.kind}: {stop_reason}: stopped at step {position.step} "
-                        f"(epoch {position.epoch + 1}); continue with --resume {run.path}"
-                    )
-            if procs.is_main:
-                run.update_info(status=status, **_summary(position, early, steps_per_epoch))
-    except TrainingDiverged as err:
-        if procs.is_main:
-            run.update_info(status="diverged", error=str(err))
-        raise
-    finally:
-        logger.close()
-    best = early.kept if math.isfinite(early.kept) else None
-    return TrainResult(run.path, status, position.step, position.epoch, best)
+def _keep_if_best(tr: _Training, val_loss: float) -> bool:
+    """Writes best.safetensors if these weights validate lower than the kept ones; whether so."""
+    kept = tr.early.keep(val_loss)
+    if kept and tr.procs.is_main:
+        tr.run.save_weights("best", tr.model, tr.position.step)
+    return kept
+
+
+def _checkpoint(tr: _Training, status: str) -> None:
+    """Writes last.safetensors, state.pt and run.json's progress (main process only)."""
+    if tr.procs.is_main:
+        elapsed = tr.elapsed_before + time.monotonic() - tr.started
+        tr.run.save_checkpoint(tr.model, _state(tr.position, tr.early, tr.optimizer, elapsed))
+        tr.run.update_info(status=status, **_summary(tr))
+    tr.saved_step = tr.position.step
+
+
+def _status(tr: _Training, stop: str | None) -> str:
+    """How the run ended: finished, early-stopped, or stopped resumably (budget or signal)."""
+    if tr.early.exhausted:
+        return "early-stopped"
+    if tr.position.epoch >= tr.cfg.epochs:
+        return "finished"
+    return "interrupted" if stop == "interrupted" else "stopped"
 
 
 class _Window:
@@ -592,13 +718,14 @@ class _Window:
         return row
 
 
-def _summary(position: Position, early: EarlyStopping, steps_per_epoch: int) -> dict[str, Any]:
+def _summary(tr: _Training) -> dict[str, Any]:
     """The progress entries of run.json."""
+    early = tr.early
     return {
-        "step": position.step,
-        "epoch": position.epoch,
-        "steps_per_epoch": steps_per_epoch,
-        "best_val_loss": early.kept if math.isfinite(early.kept) else None,
+        "step": tr.position.step,
+        "epoch": tr.position.epoch,
+        "steps_per_epoch": tr.data.steps_per_epoch,
+        "best_val_loss": early.kept_loss,
         "best_epoch": early.best_epoch + 1 if early.best_epoch >= 0 else None,  # patience's
     }
 
