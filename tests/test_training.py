@@ -318,6 +318,24 @@ def test_time_budget_stops_cleanly_with_a_best_model(data, tmp_path):
     assert (resumed.status, resumed.step) == ("finished", 8)
 
 
+def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run)
+    assert (first.status, first.step) == ("stopped", 3)
+    files = ("last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl")
+    before = {name: (run / name).read_bytes() for name in files}
+    capsys.readouterr()
+    again = train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run, resume=True)
+    assert (again.status, again.step, again.epoch) == ("stopped", 3, 0)
+    assert again.best_val_loss == first.best_val_loss
+    info = json.loads((run / "run.json").read_text())
+    assert (info["status"], info["step"]) == ("stopped", 3)
+    assert {name: (run / name).read_bytes() for name in files} == before  # nothing retrained
+    assert f"max steps: stopped at step 3 (epoch 1); continue with --resume {run}" in (
+        capsys.readouterr().out
+    )
+
+
 def _stop_reason_of_rank(rank: int, store: str, out: str) -> None:
     """A process of `test_every_process_stops_for_a_signal_that_reached_one`."""
     import torch.distributed as dist

@@ -222,6 +222,10 @@ class Stopper:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def step_budget(self, step: int) -> str | None:
+        """ "max steps" once ``step`` steps reach the step budget, else None."""
+        return "max steps" if self.max_steps is not None and step >= self.max_steps else None
+
     def reason(self, step: int, procs: Processes) -> str | None:
         """Why to stop after ``step`` steps (one of `REASONS`), or None; the same on every process.
 
@@ -232,7 +236,7 @@ class Stopper:
         flags = [
             self.signalled,
             self.deadline is not None and time.monotonic() >= self.deadline,
-            self.max_steps is not None and step >= self.max_steps,
+            self.step_budget(step) is not None,
         ]
         flags = procs.any_flags(flags)
         return next((r for r, f in zip(self.REASONS, flags, strict=True) if f), None)
@@ -359,7 +363,8 @@ class _Training:
     """Everything the steps of `_train` share, built by `_setup`.
 
     ``position`` and ``early`` advance as training goes; ``saved_step`` is the step of the
-    last checkpoint (the one a divergence leaves intact).
+    last checkpoint (the one a divergence leaves intact), ``start_step`` the step this call
+    started from.
     """
 
     method: Method
@@ -373,6 +378,7 @@ class _Training:
     logger: Logger
     position: Position
     early: EarlyStopping
+    start_step: int
     saved_step: int
     elapsed_before: float  # seconds of training before this call
     started: float  # time.monotonic() when this call's training started
@@ -395,7 +401,8 @@ def _train(
     tr = _setup(method, cfg, model_config, out, resume, overwrite, procs)
     try:
         with Stopper(tr.cfg.time_budget, tr.cfg.max_steps) as stopper:
-            stop = None
+            # A resumed run may be at its step budget already: it trains no further step.
+            stop = stopper.step_budget(tr.position.step)
             while stop is None and not tr.done:
                 stop = _train_epoch(tr, stopper)
                 if tr.position.batch == tr.data.steps_per_epoch:
@@ -465,7 +472,7 @@ def _setup(
     logger = Logger(run if procs.is_main else None, position.step if resume else None)
     return _Training(
         method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
-        saved_step=position.step, elapsed_before=elapsed_before,
+        start_step=position.step, saved_step=position.step, elapsed_before=elapsed_before,
         started=time.monotonic(),
     )  # fmt: skip
 
@@ -643,11 +650,12 @@ def _stop_resumably(tr: _Training, reason: str, status: str) -> None:
 
     Stopped on its budget mid-epoch, the final weights are validated and kept as best if they
     are better (a run stopped before its first validation always gets a best model); patience
-    is left alone (see `EarlyStopping`).
+    is left alone (see `EarlyStopping`). A call that trained no step (a run resumed at its
+    step budget) validates nothing: its weights are those of the checkpoint it resumed.
     """
     position = tr.position
     kept = False
-    if status == "stopped" and position.batch > 0:
+    if status == "stopped" and position.batch > 0 and position.step > tr.start_step:
         val = validate(tr.method, tr.model, tr.data.val_loader, tr.cfg, tr.procs)
         val_loss = tr.method.validation_loss(val)
         _log_validation(tr, val, val_loss)
