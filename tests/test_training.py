@@ -336,6 +336,19 @@ def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path
     )
 
 
+def test_tensorboard_keeps_what_a_resumed_run_logged_up_to_its_checkpoint(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run)
+    train(PermaKeyMethod(), tiny_cfg(data, epochs=1), TINY_PERMAKEY, run, resume=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run / "tb")).Reload()
+    # The validations of the budget stop (step 3) and of the epoch's end (step 8).
+    assert [e.step for e in events.Scalars("val/loss")] == [3, 8]
+    assert [r["step"] for r in rows if "val/loss" in r] == [3, 8]
+
+
 def _stop_reason_of_rank(rank: int, store: str, out: str) -> None:
     """A process of `test_every_process_stops_for_a_signal_that_reached_one`."""
     import torch.distributed as dist

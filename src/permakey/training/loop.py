@@ -469,7 +469,9 @@ def _setup(
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    logger = Logger(run if procs.is_main else None, position.step if resume else None)
+    # TensorBoard hides the events from the purge step on: those logged after the checkpoint
+    # (as truncate_metrics drops them), not the checkpoint's own step's.
+    logger = Logger(run if procs.is_main else None, position.step + 1 if resume else None)
     return _Training(
         method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
         start_step=position.step, saved_step=position.step, elapsed_before=elapsed_before,
