@@ -1,18 +1,24 @@
-"""Shared fixtures, and the tiny models and training options that several test files train.
+"""Fixtures and helpers shared by several test modules.
 
 Test files import the plain names (``from conftest import TINY_PERMAKEY, tiny_cfg``); the
 synthetic datasets they train on come from `permakey.testing`.
 """
 
+from __future__ import annotations
+
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from permakey.models.permakey import PermaKeyConfig
 from permakey.models.transporter import TransporterConfig
+from permakey.runs import FrameSpec
+from permakey.training import get_method
 from permakey.training.config import PermaKeyTrainConfig
+from permakey.training.run import RunFolder
 
 # A PermaKey and a Transporter small enough to train for a few epochs in seconds on one core.
 TINY_PERMAKEY = PermaKeyConfig(
@@ -41,3 +47,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def make_run(folder: Path, kind: str, model_config: Any, seed: int, frames: bool = True) -> Path:
+    """A real run folder of an untrained model, as `permakey train` writes it.
+
+    ``best`` holds the initial weights (step 0), ``last`` weights that differ from them
+    (step 1). ``frames=False`` writes run.json as it was before it recorded its frames.
+    """
+    method = get_method(kind)
+    torch.manual_seed(seed)
+    model = method.build_model(model_config)
+    run = RunFolder(folder)
+    info = {
+        "kind": kind,
+        "model": model_config.to_dict(),
+        "train": method.config_class(seed=seed).to_dict(),
+    }
+    if frames:
+        info["frames"] = FrameSpec(model_config.image_size).to_json()
+    run.create(info, model, overwrite=False)
+    run.save_weights("best", model, 0)
+    with torch.no_grad():  # last weights that differ from the best ones
+        next(model.parameters()).add_(1.0)
+    run.save_weights("last", model, 1)
+    return folder
