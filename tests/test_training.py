@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -342,6 +343,9 @@ def test_tensorboard_keeps_what_a_resumed_run_logged_up_to_its_checkpoint(data, 
 
     run = tmp_path / "run"
     train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run)
+    # TensorBoard reads event files in name order, and a name holds whole seconds, then a
+    # counter: two files of one second can sort in the wrong order.
+    time.sleep(1.0)
     train(PermaKeyMethod(), tiny_cfg(data, epochs=1), TINY_PERMAKEY, run, resume=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     events = EventAccumulator(str(run / "tb")).Reload()
