@@ -69,35 +69,8 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_shown(runs, device: str, weights: str = "best"):
-    """Trained runs (their ``weights``, "best" or "last") as `ShownModel`s, named by their folders."""
-    import permakey
-    from permakey.evaluation.evaluate import column_names, seed_group
-    from permakey.training.run import read_run_json
-    from permakey.visualisation.show import ShownModel
-
-    shown = []
-    runs = [Path(run) for run in runs]
-    for run, name in zip(runs, column_names(runs), strict=True):
-        info = read_run_json(run)
-        loaded = permakey.load(run, weights, device=device)
-        shown.append(
-            ShownModel(
-                name=name,
-                kind=loaded.kind,
-                model=loaded.model.eval(),
-                seed_group=seed_group(info),
-                seed=info.get("train", {}).get("seed"),
-            )
-        )
-    return shown
-
-
 def run(args: argparse.Namespace) -> int:
-    from permakey.data.noise import NoiseConfig
-    from permakey.data.store import open_split
-    from permakey.training.distributed import resolve_device
-    from permakey.visualisation.show import build_figures, write_figures
+    from permakey.visualisation.show import show_runs
 
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
@@ -105,22 +78,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--episode-frames must be >= 0, got {args.episode_frames}")
     if args.fps <= 0:
         raise UserError(f"--fps must be > 0, got {args.fps}")
-    if args.out.exists() and not args.overwrite:
-        raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
-    device = str(resolve_device(args.device))
-    split = open_split(args.data, args.split)
-    models = load_shown(args.runs, device, args.weights)
-    built = build_figures(
-        models,
-        split,
-        game=str(split.meta.get("game", "")),
-        num_frames=args.frames,
-        noise=None if args.noise == "none" else NoiseConfig(kind=args.noise),
+    written = show_runs(
+        args.runs,
+        args.data,
+        args.out,
+        split=args.split,
+        frames=args.frames,
+        noise=args.noise,
         noise_seed=args.noise_seed,
         episode_frames=args.episode_frames,
-        all_seeds=args.seeds,
-        device=device,
+        seeds=args.seeds,
+        fps=args.fps,
+        device=args.device,
+        overwrite=args.overwrite,
+        weights=args.weights,
     )
-    for path in write_figures(args.out, built, overwrite=args.overwrite, fps=args.fps):
+    for path in written:
         print(f"wrote {path}")
     return 0
