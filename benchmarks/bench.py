@@ -3,7 +3,7 @@
     python benchmarks/bench.py --out FILE.json [--device cpu|cuda|mps|auto] [--quick]
 
 Measures, through the same code paths as `permakey train` and `permakey.load` (the loop's
-`training_step`, `LoadedModel.keypoints`), on random uint8 frames of 84 x 84:
+`training_step`, `TrainedModel.keypoints`), on random uint8 frames of 84 x 84:
 
 - PermaKey training images/s, batch 32, K = 7, layers (0, 1), p = 2: the ``paper`` preset in
   float32 and bf16 autocast, and the same for ``authors-code``; the ``cpu`` and ``cpu-track``
@@ -38,10 +38,10 @@ from pathlib import Path
 
 import torch
 
+from permakey.devices import cpu_has_fast_bf16, resolve_device
 from permakey.fileio import write_json_atomic
+from permakey.runs import TrainedModel
 from permakey.training import get_method
-from permakey.training.distributed import cpu_has_fast_bf16, resolve_device
-from permakey.training.load import LoadedModel
 from permakey.training.loop import training_step
 from permakey.training.optim import build_optimizer
 
@@ -123,16 +123,14 @@ def keypoints_fn(kind: str, device, batch: int, precision: str = "fp32") -> Call
     method = get_method(kind)
     model_config = method.model_config("paper")
     torch.manual_seed(0)
-    loaded = LoadedModel(
-        method.build_model(model_config).to(device), kind, model_config, precision=precision
-    )
+    loaded = TrainedModel(method.build_model(model_config).to(device), precision=precision)
     size = model_config.image_size
     frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
     return lambda: loaded.keypoints(frames, batch_size=batch, windows=False)
 
 
 def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:
-    """Keypoint extraction frames/s of a method's paper model through `LoadedModel.keypoints`."""
+    """Keypoint extraction frames/s of a method's paper model through `TrainedModel.keypoints`."""
     run = keypoints_fn(kind, device, batch, precision)
     return batch / seconds_per_call(run, device, warmup=1, calls=calls)
 
@@ -155,7 +153,7 @@ def env_step_rates(device: torch.device, quick: bool) -> dict[str, object]:
     method = get_method("permakey")
     model_config = method.model_config("paper")
     torch.manual_seed(0)
-    model = LoadedModel(method.build_model(model_config).to(device), "permakey", model_config)
+    model = TrainedModel(method.build_model(model_config).to(device))
     steps = 10 if quick else 200
     rng = np.random.default_rng(0)
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from permakey.cli.main import main
-from permakey.data.collect import collect, resize_frame
+from permakey.data.collect import collect
+from permakey.data.frames import resize_frame
 from permakey.data.games import env_id, resolve_game
 from permakey.data.objects import GroundTruthWarning, clip_boxes, drawn
 from permakey.data.policies import RandomPolicy, parse_policy

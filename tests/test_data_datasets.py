@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from permakey.data.datasets import FrameDataset, PairDataset, to_float
+from permakey.data.datasets import FrameDataset, PairDataset
+from permakey.data.frames import to_float
 from permakey.data.noise import NoiseConfig, bar_mask
 from permakey.data.store import write_dataset
 

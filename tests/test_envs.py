@@ -21,14 +21,14 @@ from test_training import TINY_PERMAKEY, TINY_TRANSPORTER, _one_thread, tiny_cfg
 
 import permakey
 from permakey.cli.main import main
-from permakey.data.collect import resize_frame
+from permakey.data.frames import resize_frame
 from permakey.data.store import open_split
 from permakey.envs import KeypointObservation, VectorKeypointObservation
 from permakey.errors import UserError
 from permakey.keypoints import to_pixels
 from permakey.models.permakey import PermaKey
+from permakey.runs import TrainedModel, pool_features
 from permakey.training.config import TransporterTrainConfig
-from permakey.training.load import LoadedModel, pool_features
 from permakey.training.loop import train
 from permakey.training.permakey import PermaKeyMethod
 from permakey.training.transporter import TransporterMethod
@@ -123,7 +123,7 @@ def test_vector_wrapper_runs_the_model_once_per_step_and_matches_one_by_one(runs
         batches.append(len(frames))
         return keypoints(frames, **kwargs)
 
-    vector.encoder.model = LoadedModel(loaded.model, loaded.kind, loaded.config)
+    vector.encoder.model = TrainedModel(loaded.model, loaded.frames)
     vector.encoder.model.keypoints = counting
     obs, _ = vector.reset(seed=10)  # env i is seeded with 10 + i
     expected = np.stack([env.reset(seed=10 + i)[0] for i, env in enumerate(singles)])
@@ -152,7 +152,7 @@ def test_features_are_window_weighted_averages_of_the_documented_layers(runs, da
     b, k = 1, 2
     window = out.windows[b, k].double().numpy()  # (h', w')
     pooled = []
-    for layer in loaded.feature_layers:
+    for layer in loaded.model.feature_layers:
         fmap = maps[layer][b].double().numpy()  # (C, h, w)
         weights = bilinear_by_hand(window, fmap.shape[1])
         weights /= weights.sum()
@@ -191,24 +191,47 @@ def test_pool_features_picks_the_pixel_under_a_one_pixel_window():
     torch.testing.assert_close(pooled[1, 0], fmap[1, :, 3, 0])
 
 
-def test_resize_method_follows_the_training_dataset(runs, data84, tmp_path):
-    data = shutil.copytree(data84, tmp_path / "nearest")
-    meta = json.loads((data / "meta.json").read_text())
-    (data / "meta.json").write_text(json.dumps({**meta, "resize": "nearest"}))
-    run = shutil.copytree(runs["permakey"], tmp_path / "run")
+def _with_run_json(run: Path, edit) -> Path:
     info = json.loads((run / "run.json").read_text())
-    info["dataset"]["train"]["path"] = str(data)
+    edit(info)
     (run / "run.json").write_text(json.dumps(info))
+    return run
 
-    env = KeypointObservation(gym.make(GAME), run, which="last")
-    assert env.encoder.resize == "nearest"
+
+def test_resize_method_follows_the_run_json(runs, data84, tmp_path):
+    info = json.loads((runs["permakey"] / "run.json").read_text())
+    assert info["frames"] == {"size": 84, "resize": "area", "channels": "RGB", "game": "Sprites"}
     assert KeypointObservation(gym.make(GAME), runs["permakey"], which="last").encoder.resize == (
         "area"
     )
+
+    def nearest(info):
+        info["frames"]["resize"] = "nearest"
+
+    run = _with_run_json(shutil.copytree(runs["permakey"], tmp_path / "run"), nearest)
+    env = KeypointObservation(gym.make(GAME), run, which="last")
+    assert env.encoder.resize == "nearest"
     frame, _ = gym.make(GAME).reset(seed=1)
     obs, _ = env.reset(seed=1)
     expected = env.encoder.model.keypoints(resize_frame(frame, 84, "nearest")[None]).centres
     np.testing.assert_allclose(obs, expected.flatten().numpy(), atol=1e-6)
+
+
+def test_a_run_from_before_frames_were_recorded_reads_its_dataset(runs, data84, tmp_path):
+    data = shutil.copytree(data84, tmp_path / "nearest")
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "resize": "nearest"}))
+
+    def old_run(info):  # run.json as written before it had "frames"
+        del info["frames"]
+        info["dataset"]["train"]["path"] = str(data)
+
+    run = _with_run_json(shutil.copytree(runs["permakey"], tmp_path / "old"), old_run)
+    assert KeypointObservation(gym.make(GAME), run, which="last").encoder.resize == "nearest"
+    shutil.rmtree(data)  # the dataset moved: "area", and the user is told
+    with pytest.warns(UserWarning, match="does not say how its frames were resized"):
+        env = KeypointObservation(gym.make(GAME), run, which="last")
+    assert env.encoder.resize == "area"
 
 
 @pytest.mark.parametrize("obs_type", ["grayscale", "ram"])
@@ -220,10 +243,14 @@ def test_non_rgb_observations_are_refused_at_construction(runs, obs_type):
         VectorKeypointObservation(envs, runs["permakey"])
 
 
-def test_a_model_for_another_frame_size_is_refused_at_construction():
-    model = LoadedModel(PermaKey(TINY_PERMAKEY), "permakey", TINY_PERMAKEY)
-    with pytest.raises(ValueError, match="takes 32 x 32 frames.*84 x 84"):
-        KeypointObservation(gym.make(GAME), model)
+def test_a_model_for_smaller_frames_gets_frames_resized_to_its_size():
+    model = TrainedModel(PermaKey(TINY_PERMAKEY))  # 32 x 32 frames
+    env = KeypointObservation(gym.make(GAME), model, pixels=True)
+    assert env.observation_space.high.max() == 31
+    frame, _ = gym.make(GAME).reset(seed=2)
+    obs, _ = env.reset(seed=2)
+    expected = model.keypoints(resize_frame(frame, 32, "area")[None]).pixels
+    np.testing.assert_allclose(obs, expected.flatten().numpy(), atol=1e-4)
 
 
 def test_a_missing_run_is_refused_at_construction(tmp_path):

@@ -2,15 +2,19 @@
 
 import argparse
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from permakey import runs
 from permakey.evaluation import evaluate
 from permakey.evaluation.categories import default_categories
-from permakey.evaluation.evaluate import NO_GROUND_TRUTH, Detection, KeypointModel, evaluate_models
-from permakey.keypoints import from_pixels
+from permakey.evaluation.evaluate import NO_GROUND_TRUTH, evaluate_models
+from permakey.keypoints import Keypoints, from_pixels
+from permakey.runs import TrainedModel
 
 CATEGORIES = ["Player", "Bullet", "Alien"]
 N = 6
@@ -54,6 +58,38 @@ class FakeSplit:
         return np.array(offsets), np.array(category), np.array(boxes, dtype=np.float32)
 
 
+class FakeModel(nn.Module):
+    """A `KeypointModel` whose keypoints (and error maps) are a function of the images."""
+
+    feature_layers = ()
+    feature_dim = 0
+
+    def __init__(self, detect, error_layers=()):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))  # gives the model a device
+        self.config = SimpleNamespace(image_size=84, num_keypoints=2)
+        self.error_layers = error_layers
+        self._detect = detect
+
+    def detect(self, images):
+        return self._detect(images)
+
+    def feature_maps(self, images):
+        return []
+
+
+def fake_model(name, detect, seed=None, error_layers=()):
+    """A `TrainedModel` around `FakeModel`; models with a seed differ only in their seed."""
+    info = None if seed is None else {"kind": "fake", "model": {}, "train": {"seed": seed}}
+    return TrainedModel(FakeModel(detect, error_layers), info=info, name=name)
+
+
+def detection(pixels):
+    """Keypoints at (B, K, 2) pixels, with flat windows that nothing here reads."""
+    centres = from_pixels(pixels, 84, 84)
+    return Keypoints(centres, torch.ones(*centres.shape[:2], 1, 1))
+
+
 def frame_index(images):
     return (images[:, 0, 0, 0] * 255).round().long()  # (B,)
 
@@ -68,12 +104,11 @@ def tracker(images):
     pixels = torch.tensor(
         [[box_centre(player_box(int(f))), box_centre(ALIEN_BOX)] for f in frame_index(images)]
     )
-    return Detection(from_pixels(pixels, 84, 84))
+    return detection(pixels)
 
 
 def corners(images):
-    pixels = torch.tensor([[0.0, 0.0], [83.0, 83.0]]).expand(len(images), 2, 2)
-    return Detection(from_pixels(pixels, 84, 84))
+    return detection(torch.tensor([[0.0, 0.0], [83.0, 83.0]]).expand(len(images), 2, 2))
 
 
 def error_stack(images):
@@ -87,13 +122,16 @@ def error_stack(images):
 
 
 def tracker_with_errors(images):
-    return Detection(tracker(images).centres, error_stack(images))
+    found = tracker(images)
+    stack = error_stack(images)
+    found.error_stack, found.error_maps = stack, list(stack.unbind(1))
+    return found
 
 
 MODELS = [
-    KeypointModel("tracker", tracker_with_errors, {"run": "a"}, seed_group="g"),
-    KeypointModel("tracker-seed1", tracker, {"run": "b"}, seed_group="g"),
-    KeypointModel("corners", corners, {"run": "c"}),
+    fake_model("tracker", tracker_with_errors, seed=0, error_layers=(0, 1)),
+    fake_model("tracker-seed1", tracker, seed=1),
+    fake_model("corners", corners),
 ]
 
 
@@ -190,7 +228,7 @@ def test_seed_group_ignores_seeds_only():
     a = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 0, "lr": 1e-3}}
     b = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 1, "lr": 1e-3, "workers": 0}}
     c = {"kind": "permakey", "model": {"k": 7}, "train": {"seed": 0, "lr": 2e-4}}
-    assert evaluate.seed_group(a) == evaluate.seed_group(b) != evaluate.seed_group(c)
+    assert runs.trained.seed_group(a) == runs.trained.seed_group(b) != runs.trained.seed_group(c)
 
 
 def test_cli_parser_accepts_documented_flags():
@@ -235,9 +273,9 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
         rows = (images[:, 1, :, 0] == 1.0).float().argmax(dim=1).float()  # (B,)
         pixels = torch.stack([torch.stack([rows, torch.full_like(rows, 40.0)], -1)] * 2, 1)
         pixels[:, 1, 0] = (rows + 40) % 84  # (B, 2, 2); second keypoint elsewhere
-        return Detection(from_pixels(pixels, 84, 84))
+        return detection(pixels)
 
-    models = [KeypointModel("a", chaser), KeypointModel("b", chaser)]
+    models = [fake_model("a", chaser), fake_model("b", chaser)]
     out = evaluate_models(models, FakeSplit(False), None, noise=NoiseConfig(), noise_seed=7)
     bars = draw_bars(np.random.default_rng(7), N, 84, 84, NoiseConfig())
     for name in ("a", "b"):

@@ -1,21 +1,19 @@
 """`permakey evaluate` end to end: a tiny collected dataset, real (untrained) run folders.
 
-The run folders are written with the training room's `RunFolder`, so the real
-`permakey.load` reads them; only the training itself is skipped.
+The run folders are written with the training room's `RunFolder` (`conftest.make_run`), so
+the real `permakey.load` reads them; only the training itself is skipped.
 """
 
 import argparse
 import json
 
 import pytest
-import torch
+from conftest import make_run
 
 import permakey
 from permakey.cli import evaluate as cli
 from permakey.models.permakey import PermaKeyConfig
 from permakey.models.transporter import TransporterConfig
-from permakey.training import get_method
-from permakey.training.run import RunFolder
 
 pytestmark = pytest.mark.slow
 
@@ -28,24 +26,6 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "pong"
     collect("Pong", out, frames=4, val_frames=4, test_frames=12, progress=False)
     return out
-
-
-def make_run(folder, kind, model_config, seed):
-    method = get_method(kind)
-    torch.manual_seed(seed)
-    model = method.build_model(model_config)
-    run = RunFolder(folder)
-    info = {
-        "kind": kind,
-        "model": model_config.to_dict(),
-        "train": method.config_class(seed=seed).to_dict(),
-    }
-    run.create(info, model, overwrite=False)
-    run.save_weights("best", model, 0)
-    with torch.no_grad():  # last weights that differ from the best ones
-        next(model.parameters()).add_(1.0)
-    run.save_weights("last", model, 1)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +87,15 @@ def test_unknown_category_flag_is_a_user_error(dataset, runs):
 
     with pytest.raises(UserError, match="Pill"):
         evaluate_runs(runs[:1], dataset, exclude=["Pill"], max_frames=2)
+
+
+def test_a_run_from_before_frames_were_recorded_still_evaluates(dataset, tmp_path):
+    from permakey.evaluation.evaluate import evaluate_runs
+
+    config = PermaKeyConfig(num_keypoints=3, lsp_hidden=(16,))
+    old = make_run(tmp_path / "old", "permakey", config, 0, frames=False)
+    new = make_run(tmp_path / "new", "permakey", config, 0)
+    with pytest.warns(UserWarning, match="assuming 'area'"):
+        before = evaluate_runs([old], dataset, max_frames=4)
+    after = evaluate_runs([new], dataset, max_frames=4)
+    assert before["columns"][0]["metrics"] == after["columns"][0]["metrics"]

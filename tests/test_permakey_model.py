@@ -231,7 +231,8 @@ def test_each_loss_reaches_only_its_own_module(config: PermaKeyConfig) -> None:
 def test_param_groups_are_disjoint_and_cover_the_model() -> None:
     model = make_model(SMALL_BN)
     groups = model.param_groups()
-    assert set(groups) == {"vae", "lsp", "pointnet"}
+    lsp = [f"lsp/{layer}" for layer in model.config.lsp_layers]
+    assert list(groups) == ["vae", *lsp, "pointnet"]  # the update order
     ids = [id(p) for group in groups.values() for p in group]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in model.parameters()}
@@ -348,7 +349,7 @@ def test_detect_matches_forward_in_eval_mode() -> None:
     out = model(images)
     torch.testing.assert_close(keypoints.centres, out.centres)
     torch.testing.assert_close(keypoints.windows, out.windows)
-    torch.testing.assert_close(model.error_stack(images), out.error_stack)
+    torch.testing.assert_close(model.detect(images).error_stack, out.error_stack)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 16), (2, 1, 16, 16), (2, 3, 17, 16)])

@@ -8,28 +8,20 @@ noise and model classes; the lead's end-to-end test with trained runs covers `pe
 from __future__ import annotations
 
 import argparse
-import types
 
 import numpy as np
 import pytest
-import torch
+from conftest import make_run
 from PIL import Image
 from synthetic import make_sprites_dataset
 
-import permakey
 from permakey.cli import show as cli
 from permakey.errors import UserError
-from permakey.fileio import write_json_atomic
 from permakey.models.permakey import PermaKey, PermaKeyConfig
-from permakey.models.transporter import Transporter, TransporterConfig
+from permakey.models.transporter import TransporterConfig
+from permakey.runs import TrainedModel
 from permakey.visualisation.colours import keypoint_colour
-from permakey.visualisation.show import (
-    ShownModel,
-    episode_indices,
-    seed_groups,
-    show_runs,
-    spread_indices,
-)
+from permakey.visualisation.show import episode_indices, seed_groups, show_runs, spread_indices
 
 BAR = (128, 0, 255)
 
@@ -41,27 +33,14 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    torch.manual_seed(0)
+def runs(tmp_path):
+    """Two PermaKey runs that differ only in their seed, and a Transporter run (untrained)."""
     small = PermaKeyConfig(num_keypoints=3, lsp_hidden=(16,))
-    models = {
-        "pk0": ("permakey", PermaKey(small)),
-        "pk1": ("permakey", PermaKey(small)),
-        "tr": ("transporter", Transporter(TransporterConfig(num_keypoints=4))),
-    }
-
-    def load(run, which="best", device="cpu"):
-        assert which in ("best", "last")
-        kind, model = models[run.name]
-        return types.SimpleNamespace(kind=kind, model=model)
-
-    monkeypatch.setattr(permakey, "load", load, raising=False)
-    folders = []
-    for seed, (name, (kind, _)) in enumerate(models.items()):
-        info = {"format": "permakey-run", "kind": kind, "model": {"k": 3}, "train": {"seed": seed}}
-        write_json_atomic(tmp_path / name / "run.json", info)
-        folders.append(tmp_path / name)
-    return folders
+    return [
+        make_run(tmp_path / "pk0", "permakey", small, 0),
+        make_run(tmp_path / "pk1", "permakey", small, 1),
+        make_run(tmp_path / "tr", "transporter", TransporterConfig(num_keypoints=4), 0),
+    ]
 
 
 def _show(*argv: str) -> int:
@@ -141,12 +120,12 @@ def test_show_rejects_bad_values(dataset, runs, tmp_path):
 
 
 def test_seed_groups_and_frame_choice():
-    model = torch.nn.Identity()
-    models = [
-        ShownModel("a", "permakey", model, "g1", 0),
-        ShownModel("b", "transporter", model, "g2", 0),
-        ShownModel("c", "permakey", model, "g1", 1),
-    ]
+    model = PermaKey(PermaKeyConfig(image_size=32, num_keypoints=2))
+
+    def run(seed, lr):
+        return TrainedModel(model, info={"kind": "permakey", "train": {"seed": seed, "lr": lr}})
+
+    models = [run(0, 1e-3), run(0, 2e-4), run(1, 1e-3)]
     assert seed_groups(models) == [[0, 2]]
     assert seed_groups(models, all_seeds=True) == [[0, 1, 2]]
     assert seed_groups(models[:1], all_seeds=True) == []

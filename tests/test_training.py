@@ -18,6 +18,7 @@ from synthetic import make_sprites_dataset
 
 import permakey
 from permakey.cli.main import main
+from permakey.devices import resolve_device
 from permakey.errors import UserError
 from permakey.models.permakey import PermaKeyConfig
 from permakey.models.transporter import TransporterConfig
@@ -28,7 +29,6 @@ from permakey.training.config import (
     TransporterTrainConfig,
     field_docs,
 )
-from permakey.training.distributed import resolve_device
 from permakey.training.loop import TrainingDiverged, train
 from permakey.training.optim import (
     SharedCounterAdam,
@@ -112,15 +112,15 @@ def test_presets_hold_the_papers_values():
 
 
 def test_auto_precision_is_bf16_only_where_native(monkeypatch):
-    from permakey.training import distributed
+    from permakey import devices
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(distributed, "cpu_has_fast_bf16", lambda: False)
-    assert distributed.resolve_precision("auto", cpu) == "fp32"
-    assert distributed.resolve_precision("bf16", cpu) == "bf16"
-    monkeypatch.setattr(distributed, "cpu_has_fast_bf16", lambda: True)
-    assert distributed.resolve_precision("auto", cpu) == "bf16"
-    assert distributed.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    assert devices.resolve_precision("auto", cpu) == "fp32"
+    assert devices.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
+    assert devices.resolve_precision("auto", cpu) == "bf16"
+    assert devices.resolve_precision("fp32", cpu) == "fp32"
     tp = PRESETS["transporter"]["paper"]
     assert (tp.lr, tp.batch_size, tp.epochs, tp.patience) == (5e-4, 64, 100, 5)
     assert (tp.lr_decay, tp.decay_rate, tp.decay_steps, tp.window) == (

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from synthetic import make_sprites_dataset
 
 import permakey
@@ -93,9 +92,7 @@ def test_permakey_error_maps_and_keypoints_find_the_sprites(sprites, tmp_path):
     train(PermaKeyMethod(), cfg, model_config, tmp_path / "run")
     loaded = permakey.load(tmp_path / "run", "last")
     frames, masks, centres = sprite_truth(sprites)
-    with torch.no_grad():
-        errors = loaded.model.error_stack(torch.from_numpy(frames).permute(0, 3, 1, 2) / 255.0)
-    errors = errors.sum(dim=1).numpy()  # (N, S, S)
+    errors = loaded.keypoints(frames, error_maps=True).error_stack.sum(dim=1).numpy()  # (N, S, S)
     # Untrained, the background's stripes err more than the sprites; trained, the sprites do.
     assert errors[masks].mean() > 3 * errors[~masks].mean()
     assert_keypoints_near_sprites(loaded, frames, centres)

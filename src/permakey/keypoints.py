@@ -13,6 +13,7 @@ convention.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,43 @@ class Keypoints:
     Attributes:
         centres: (B, K, 2) float, (y, x) in [-1, 1].
         windows: (B, K, h, w) float in [0, 1], Gaussian windows on the model's map grid.
+        error_stack: (B, L, H, W) float32 in [0, 1], the normalised error maps the keypoints
+            were placed on (PermaKey); None for models without error maps.
+        error_maps: per error layer (`KeypointModel.error_layers`), (B, h_l, w_l) float32 >= 0
+            on the layer's own grid; None for models without error maps.
     """
 
     centres: torch.Tensor
     windows: torch.Tensor
+    error_stack: torch.Tensor | None = None
+    error_maps: list[torch.Tensor] | None = None
+
+
+class KeypointModel(Protocol):
+    """What a keypoint model answers, so that no consumer asks which method made it.
+
+    Both `permakey.models.permakey.PermaKey` and `permakey.models.transporter.Transporter`
+    implement it; a new keypoint method implements it too (ARCHITECTURE.md).
+
+    Attributes:
+        config: the model's config, with ``image_size`` (S) and ``num_keypoints`` (K).
+        feature_layers: indices into ``feature_maps(images)`` of the layers pooled into
+            per-keypoint features.
+        feature_dim: C, the pooled layers' channels summed.
+        error_layers: labels of the layers whose error maps ``detect`` returns (PermaKey's
+            LSP layers); empty for models without error maps.
+    """
+
+    config: Any
+    feature_layers: tuple[int, ...]
+    feature_dim: int
+    error_layers: tuple[int, ...]
+
+    def detect(self, images: torch.Tensor) -> Keypoints:
+        """Keypoints of (B, 3, S, S) float images in [0, 1]."""
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer feature maps (B, C_l, H_l, W_l) of (B, 3, S, S) float images."""
 
 
 def to_pixels(centres: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -143,10 +143,10 @@ def _keypoint_agent(args: argparse.Namespace):
     import gymnasium as gym
 
     from permakey.data.games import env_id, resolve_game
-    from permakey.data.policies import sb3_policy
+    from permakey.envs.agents import keypoint_agent_policy
 
     gym.register_envs(ale_py)
     env = gym.make(env_id(resolve_game(args.game)), full_action_space=False)
     n_actions = int(env.action_space.n)
     env.close()
-    return sb3_policy(args.policy, n_actions, args.policy_keypoints, seed=args.seed)
+    return keypoint_agent_policy(args.policy, n_actions, args.policy_keypoints, seed=args.seed)

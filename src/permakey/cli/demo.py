@@ -19,7 +19,7 @@ from pathlib import Path
 from permakey.data.noise import NOISE_KINDS
 from permakey.errors import UserError
 from permakey.experiments.steps import Step
-from permakey.training import METHOD_NAMES as METHODS
+from permakey.models.registry import METHODS
 
 # SpaceInvaders: its objects (player, alien block, shields, bullets, scores) are many and
 # distinct, and keypoints land on them within minutes of CPU training (RESULTS.md).

@@ -14,11 +14,7 @@ Reproducible: the one ``seed`` seeds the environment (``reset(seed=...)``, which
 the sticky actions) and the built-in policy's generator, so the same seed gives the same bytes
 in every array.
 
-Resizing 210 x 160 -> 84 x 84: "area" (the default) averages, for each stored pixel, the raw
-pixels whose centres fall in its footprint (Pillow's BOX filter). Every raw pixel contributes
-to a stored pixel, so a one-pixel bullet survives as a faint blob, where "nearest" (what the
-authors used) samples one raw pixel in 2.5 x 1.9 and drops most of them. Pillow is already a
-dependency, where OpenCV's INTER_AREA would tie the core install to the ``objects`` extra.
+Frames are resized as `permakey.data.frames` says ("area" by default).
 """
 
 from __future__ import annotations
@@ -29,61 +25,18 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from permakey.data import store
+from permakey.data.frames import FRAME_SIZE, RAW_SHAPE, RESIZE_METHODS, resize_frame, scale_boxes
 from permakey.data.games import env_id as game_env_id
 from permakey.data.games import resolve_game
 from permakey.data.policies import make_policy
 from permakey.errors import UserError
 from permakey.fileio import atomic_dir, write_json_atomic
 
-RAW_SHAPE = (210, 160, 3)
-FRAME_SIZE = 84
 SPLIT_ORDER = ("test", "val", "train")
-
-
-def _resize_methods() -> dict[str, Any]:
-    from PIL import Image
-
-    return {"area": Image.Resampling.BOX, "nearest": Image.Resampling.NEAREST}
-
-
-RESIZE_METHODS = ("area", "nearest")
-
-
-def resize_frame(frame: np.ndarray, size: int = FRAME_SIZE, method: str = "area") -> np.ndarray:
-    """Resizes one RGB frame to size x size.
-
-    Args:
-        frame: (H, W, 3) uint8.
-        size: output height and width in pixels.
-        method: "area" (box average: keeps one-pixel objects faintly) or "nearest".
-
-    Returns:
-        (size, size, 3) uint8.
-    """
-    from PIL import Image
-
-    resample = _resize_methods()[method]
-    return np.asarray(Image.fromarray(frame).resize((size, size), resample))
-
-
-def scale_boxes(boxes: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
-    """Scales (x, y, w, h) boxes from one frame size to another.
-
-    Args:
-        boxes: (n, 4) float (x, y, w, h) in pixels of a from_hw frame.
-        from_hw: (height, width) of the frame the boxes refer to, e.g. (210, 160).
-        to_hw: (height, width) of the target frame, e.g. (84, 84).
-
-    Returns:
-        (n, 4) float32 boxes in pixels of the target frame.
-    """
-    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
-    return (np.asarray(boxes, np.float64).reshape(-1, 4) * [sx, sy, sx, sy]).astype(np.float32)
 
 
 def _check_args(

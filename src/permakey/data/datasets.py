@@ -1,6 +1,6 @@
 """Torch datasets of stored frames: single frames (PermaKey) and frame pairs (Transporter).
 
-Items hold uint8 tensors (3, H, W); `to_float` turns a batch into floats in [0, 1] on the
+Items hold uint8 tensors (3, H, W); `permakey.data.frames.to_float` turns a batch into floats in [0, 1] on the
 training device (moving uint8 is 4x cheaper than moving floats). Noisy Atari bars are painted
 on the fly and returned with the frame; the objects of a frame are at
 ``dataset.split.objects(item["index"])``.
@@ -187,24 +187,3 @@ class PairDataset(_NoisyFrames):
             "source_bars": bars[0],
             "target_bars": bars[1],
         }
-
-
-def to_float(
-    batch: torch.Tensor, device: torch.device | str, channels_last: bool = False
-) -> torch.Tensor:
-    """Moves a uint8 image batch to a device and scales it to floats in [0, 1].
-
-    Args:
-        batch: (B, 3, H, W) uint8.
-        device: the target device.
-        channels_last: return the channels_last memory format (faster convolutions on CPU).
-
-    Returns:
-        (B, 3, H, W) float32 in [0, 1] on ``device``.
-    """
-    if batch.dtype != torch.uint8:
-        raise ValueError(f"expected a uint8 batch, got {batch.dtype}")
-    images = batch.to(device, non_blocking=True).float().div_(255.0)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images

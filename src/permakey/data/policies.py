@@ -19,9 +19,9 @@ play as the paper's did. The agent must see what it was trained on; two kinds ar
   and sticky actions, which that preprocessing cannot be replayed on faithfully.
 - agents trained on keypoint observations (`permakey.envs.KeypointObservation`, e.g. by
   examples/train_agent.py), given the keypoint model's run folder (``--policy-keypoints RUN``):
-  each frame goes through the same `permakey.envs.KeypointEncoder` first; whether the agent
-  saw features and pixel coordinates is read off its observation space, which must equal the
-  wrapper's for one of those settings.
+  `permakey.envs.agents.keypoint_agent_policy` builds them from `load_agent` and
+  `agent_policy` here, with the trained keypoint model in front (collection itself needs no
+  trained model).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def parse_sb3(spec: str) -> tuple[str | None, Path]:
     return (algo.upper() if algo else None), Path(path)
 
 
-def _describe(space: Any) -> str:
+def describe_space(space: Any) -> str:
     """A space in a few words: numpy prints a Box's bounds in full."""
     shape = getattr(space, "shape", None)
     dtype = getattr(space, "dtype", None)
@@ -154,55 +154,22 @@ def _load_agent(algo: str | None, path: Path, device: str) -> Any:
     raise UserError(f"cannot load {path} as a stable-baselines3 agent ({'; '.join(errors)})")
 
 
-def _keypoint_encoder(agent_space: Any, keypoints: Any, path: Path, device: str) -> Any:
-    """The `KeypointEncoder` setting (features, pixels) whose space equals the agent's."""
-    from permakey.envs import KeypointEncoder
-    from permakey.training.load import LoadedModel, load
-
-    model = keypoints if isinstance(keypoints, LoadedModel) else load(keypoints, device=device)
-    options = [(f, p) for f in (False, True) for p in (False, True)]
-    encoders = [KeypointEncoder(model, features=f, pixels=p) for f, p in options]
-    for encoder in encoders:
-        if encoder.space == agent_space:
-            return encoder
-    sizes = sorted({e.size for e in encoders})
-    raise UserError(
-        f"agent {path} observes {_describe(agent_space)}, which is none of the keypoint observations of "
-        f"{keypoints} (float32 vectors of {' or '.join(map(str, sizes))} values): was it "
-        "trained on another keypoint model?"
-    )
-
-
-def sb3_policy(
-    spec: str,
-    n_actions: int,
-    keypoints: Any = None,
-    seed: int = 0,
-    device: str = "cpu",
-) -> Policy:
-    """A stable-baselines3 agent as a collection policy (see the module docstring).
-
-    The agent samples from its action distribution (as it did in training), not greedily, so
-    that sticky actions are not the only source of variety; ``seed`` seeds torch's global
-    generator, which SB3 samples from, for reproducible datasets.
+def load_agent(spec: str, n_actions: int, device: str = "cpu") -> tuple[Any, Path]:
+    """Loads the stable-baselines3 agent of a policy spec and checks its actions.
 
     Args:
         spec: "sb3:PATH" (tried as PPO, A2C, then DQN) or "sb3:ALGO:PATH".
         n_actions: the environment's number of actions (minimal action set).
-        keypoints: run folder or `LoadedModel` of the keypoint model the agent was trained on
-            (its observations are keypoints); None for an agent trained on raw RGB frames.
-        seed: seeds the agent's action sampling.
-        device: where the agent (and a keypoint model loaded from a run folder) runs.
+        device: where the agent runs.
 
     Returns:
-        ``policy(frame) -> action`` for uint8 (210, 160, 3) frames; its ``__qualname__`` names
-        the agent, and ends up in the dataset's meta.json.
+        (the agent, its zip file).
 
     Raises:
-        UserError: a missing or unloadable agent, stable-baselines3 not installed, an action
-            space other than ``Discrete(n_actions)``, or observations that fit neither kind.
+        UserError: a missing or unloadable agent, stable-baselines3 not installed, or an
+            action space other than ``Discrete(n_actions)``.
     """
-    from gymnasium.spaces import Box, Discrete
+    from gymnasium.spaces import Discrete
 
     algo, path = parse_sb3(spec)
     agent = _load_agent(algo, path, device)
@@ -211,35 +178,75 @@ def sb3_policy(
             f"agent {path} acts in {agent.action_space}, but the game has Discrete({n_actions}) "
             "actions: was it trained on another game or with full_action_space?"
         )
+    return agent, path
+
+
+def agent_policy(
+    agent: Any, name: str, seed: int = 0, observe: Callable[[np.ndarray], Any] | None = None
+) -> Policy:
+    """A loaded agent as a collection policy.
+
+    The agent samples from its action distribution (as it did in training), not greedily, so
+    that sticky actions are not the only source of variety; ``seed`` seeds torch's global
+    generator, which SB3 samples from, for reproducible datasets.
+
+    Args:
+        agent: a stable-baselines3 model (`load_agent`).
+        name: the policy's ``__qualname__``, which ends up in the dataset's meta.json.
+        seed: seeds the agent's action sampling.
+        observe: turns a uint8 (210, 160, 3) frame into the agent's observation; None passes
+            the frame as it is.
+
+    Returns:
+        ``policy(frame) -> action`` for uint8 (210, 160, 3) frames.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+
+    def policy(frame: np.ndarray) -> int:
+        observation = observe(frame) if observe is not None else frame
+        action, _ = agent.predict(observation, deterministic=False)
+        return int(action)
+
+    policy.__qualname__ = name
+    return policy
+
+
+def agent_name(agent: Any, path: Path) -> str:
+    """How a collection policy names an agent: "sb3:ALGO:FILE"."""
+    return f"sb3:{type(agent).__name__}:{path.name}"
+
+
+def sb3_policy(spec: str, n_actions: int, seed: int = 0, device: str = "cpu") -> Policy:
+    """A stable-baselines3 agent trained on raw RGB frames as a collection policy.
+
+    Args:
+        spec: "sb3:PATH" (tried as PPO, A2C, then DQN) or "sb3:ALGO:PATH".
+        n_actions: the environment's number of actions (minimal action set).
+        seed: seeds the agent's action sampling (`agent_policy`).
+        device: where the agent runs.
+
+    Returns:
+        ``policy(frame) -> action`` for uint8 (210, 160, 3) frames, named after the agent.
+
+    Raises:
+        UserError: see `load_agent`; also an agent that does not observe raw frames (one
+            trained on keypoints needs `permakey.envs.agents.keypoint_agent_policy`).
+    """
+    from gymnasium.spaces import Box
+
+    agent, path = load_agent(spec, n_actions, device)
     space = agent.observation_space
-    is_frames = (
-        isinstance(space, Box) and space.dtype == np.uint8 and space.shape in RAW_FRAME_SHAPES
-    )
-    encoder = None
-    if keypoints is not None:
-        encoder = _keypoint_encoder(space, keypoints, path, device)
-    elif not is_frames:
+    if not (isinstance(space, Box) and space.dtype == np.uint8 and space.shape in RAW_FRAME_SHAPES):
         hint = (
             "; pass the keypoint model it was trained on with --policy-keypoints RUN"
             if isinstance(space, Box) and len(space.shape) == 1
             else ""
         )
         raise UserError(
-            f"agent {path} observes {_describe(space)}; an sb3 policy must be trained on raw RGB frames of "
+            f"agent {path} observes {describe_space(space)}; an sb3 policy must be trained on raw RGB frames of "
             f"ALE/<Game>-v5 (uint8 210 x 160 x 3, no Atari preprocessing) or on keypoint "
             f"observations{hint}"
         )
-    import torch
-
-    torch.manual_seed(seed)
-
-    def policy(frame: np.ndarray) -> int:
-        observation = encoder(frame[None])[0] if encoder is not None else frame
-        action, _ = agent.predict(observation, deterministic=False)
-        return int(action)
-
-    name = f"sb3:{type(agent).__name__}:{path.name}"
-    if encoder is not None:
-        name += f" on keypoints of {encoder.model.run or 'a model'}"
-    policy.__qualname__ = name
-    return policy
+    return agent_policy(agent, agent_name(agent, path), seed)

@@ -1,14 +1,15 @@
 """Keypoint observations for agents: Gymnasium wrappers around a trained keypoint model.
 
-An RGB frame of any ALE environment is preprocessed exactly as the datasets' frames were
-(`permakey.data.collect.resize_frame` to 84 x 84, with the resize method of the dataset the
-model was trained on), run through the model, and flattened into one float32 vector:
+An RGB frame of any ALE environment is preprocessed exactly as the model's training frames
+were (`permakey.data.frames.resize_frame` to the size and with the resize method its run
+recorded, `permakey.runs.FrameSpec`), run through the model, and flattened into one float32
+vector:
 
     [y_1, x_1, f_1 (C values), y_2, x_2, f_2, ..., y_K, x_K, f_K]
 
 with centres ``(y, x)`` in [-1, 1] (`permakey.keypoints`; or ``(row, col)`` in pixels of the
 84 x 84 frame with ``pixels=True``) and, with ``features=True``, each keypoint's pooled encoder
-features (`permakey.training.load.pool_features`: C = 96 for the paper's PermaKey, 32 for its
+features (`permakey.runs.pool_features`: C = 96 for the paper's PermaKey, 32 for its
 Transporter; ReLU features, so >= 0). Without features the vector has K * 2 values.
 
 `KeypointObservation` wraps one environment; `VectorKeypointObservation` wraps a
@@ -18,7 +19,6 @@ Transporter; ReLU features, so >= 0). Without features the vector has K * 2 valu
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -26,11 +26,9 @@ import torch
 from gymnasium.spaces import Box
 from gymnasium.vector.utils import batch_space
 
-from permakey.data.collect import FRAME_SIZE, RESIZE_METHODS, resize_frame
+from permakey.data.frames import RESIZE_METHODS, resize_frame
 from permakey.keypoints import to_pixels
-from permakey.training.load import LoadedModel, load
-
-DEFAULT_RESIZE = "area"
+from permakey.runs import TrainedModel, load
 
 
 def check_rgb_space(space: gym.Space, what: str = "environment") -> None:
@@ -51,27 +49,6 @@ def check_rgb_space(space: gym.Space, what: str = "environment") -> None:
         )
 
 
-def dataset_resize(model: LoadedModel) -> str:
-    """The resize method of the dataset a model was trained on, "area" where unknown.
-
-    Read from the training dataset's meta.json (run.json names its path); a model without a
-    run folder, a dataset that has moved, or one that was never resized (synthetic frames)
-    gives the datasets' default, "area".
-    """
-    from permakey.data import store
-    from permakey.errors import UserError
-    from permakey.training.run import read_run_json
-
-    if model.run is None:
-        return DEFAULT_RESIZE
-    try:
-        path = read_run_json(model.run)["dataset"]["train"]["path"]
-        method = store.read_meta(Path(path)).get("resize")
-    except (UserError, KeyError, TypeError, OSError):
-        return DEFAULT_RESIZE
-    return method if method in RESIZE_METHODS else DEFAULT_RESIZE
-
-
 class KeypointEncoder:
     """Raw RGB frames -> flat keypoint observations (the module docstring gives the layout).
 
@@ -79,44 +56,38 @@ class KeypointEncoder:
     agent sees the same observations while collecting as while training.
 
     Args:
-        model: a `LoadedModel`, or a run folder to `permakey.load`.
+        model: a `TrainedModel`, or a run folder to `permakey.load`.
         features: append each keypoint's pooled encoder features.
-        pixels: centres as (row, col) pixels of the 84 x 84 frame instead of [-1, 1].
-        resize: "area" or "nearest"; None: the model's training dataset's (`dataset_resize`).
+        pixels: centres as (row, col) pixels of the model's S x S frame instead of [-1, 1].
+        resize: "area" or "nearest"; None: as the model's training frames (``model.frames``).
         which: "best" or "last" weights, when ``model`` is a run folder.
         device: where to run the model, when ``model`` is a run folder.
 
     Raises:
         UserError: ``model`` is a run folder that does not exist or holds no weights.
-        ValueError: a model for frames other than the datasets' 84 x 84, or a bad ``resize``.
+        ValueError: a bad ``resize``.
     """
 
     def __init__(
         self,
-        model: LoadedModel | str | os.PathLike,
+        model: TrainedModel | str | os.PathLike,
         features: bool = False,
         pixels: bool = False,
         resize: str | None = None,
         which: str = "best",
         device: str = "cpu",
     ) -> None:
-        self.model = model if isinstance(model, LoadedModel) else load(model, which, device)
-        size = self.model.config.image_size
-        if size != FRAME_SIZE:
-            where = f" ({self.model.run})" if self.model.run else ""
-            raise ValueError(
-                f"the keypoint model{where} takes {size} x {size} frames, but environment frames "
-                f"are preprocessed to {FRAME_SIZE} x {FRAME_SIZE} as in the datasets"
-            )
-        self.resize = resize or dataset_resize(self.model)
+        self.model = model if isinstance(model, TrainedModel) else load(model, which, device)
+        self.frame_size = self.model.frames.size
+        self.resize = resize or self.model.frames.resize
         if self.resize not in RESIZE_METHODS:
             raise ValueError(
                 f"unknown resize method {self.resize!r}; choose from {', '.join(RESIZE_METHODS)}"
             )
         self.features = features
         self.pixels = pixels
-        k, c = self.model.config.num_keypoints, self.model.feature_dim if features else 0
-        low_coord, high_coord = (0.0, FRAME_SIZE - 1.0) if pixels else (-1.0, 1.0)
+        k, c = self.model.num_keypoints, self.model.feature_dim if features else 0
+        low_coord, high_coord = (0.0, self.frame_size - 1.0) if pixels else (-1.0, 1.0)
         low = np.tile([low_coord, low_coord] + [0.0] * c, k)  # (K * (2 + C),)
         high = np.tile([high_coord, high_coord] + [np.inf] * c, k)
         self.space = Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
@@ -135,12 +106,12 @@ class KeypointEncoder:
         Returns:
             (N, `size`) float32 observations inside `space`.
         """
-        images = np.stack([resize_frame(f, FRAME_SIZE, self.resize) for f in frames])
+        images = np.stack([resize_frame(f, self.frame_size, self.resize) for f in frames])
         out = self.model.keypoints(images, windows=False, features=self.features)
         # The spatial softmax's expectation can leave [-1, 1] by a rounding error.
         coords = out.centres.clamp(-1.0, 1.0)  # (N, K, 2)
         if self.pixels:
-            coords = to_pixels(coords, FRAME_SIZE, FRAME_SIZE)
+            coords = to_pixels(coords, self.frame_size, self.frame_size)
         parts = [coords, out.features] if self.features else [coords]
         flat = torch.cat(parts, dim=2).flatten(1)  # (N, K * (2 + C))
         return flat.numpy().astype(np.float32, copy=False)
@@ -152,22 +123,22 @@ class KeypointObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
     Args:
         env: an environment with uint8 RGB observations (H, W, 3), e.g.
             ``gym.make("ALE/Pong-v5")``.
-        model: a `LoadedModel` or a run folder (see `KeypointEncoder` for the other arguments).
+        model: a `TrainedModel` or a run folder (see `KeypointEncoder` for the other arguments).
         features: append each keypoint's pooled encoder features.
-        pixels: centres in pixels of the 84 x 84 frame instead of [-1, 1].
-        resize: "area" or "nearest"; None: as the model's training dataset.
+        pixels: centres in pixels of the model's S x S frame instead of [-1, 1].
+        resize: "area" or "nearest"; None: as the model's training frames.
         which: "best" or "last" weights of a run folder.
         device: "cpu", "cuda", "mps" or "auto" for a run folder.
 
     Raises:
-        ValueError: observations that are not RGB images, a model for another frame size.
+        ValueError: observations that are not RGB images.
         UserError: a run folder that does not exist or holds no weights.
     """
 
     def __init__(
         self,
         env: gym.Env,
-        model: LoadedModel | str | os.PathLike,
+        model: TrainedModel | str | os.PathLike,
         features: bool = False,
         pixels: bool = False,
         resize: str | None = None,
@@ -207,7 +178,7 @@ class VectorKeypointObservation(gym.vector.VectorObservationWrapper):
     def __init__(
         self,
         envs: gym.vector.VectorEnv,
-        model: LoadedModel | str | os.PathLike,
+        model: TrainedModel | str | os.PathLike,
         features: bool = False,
         pixels: bool = False,
         resize: str | None = None,

@@ -1,69 +1,34 @@
 """The `evaluate` report: every metric for several models and the controls on the same frames.
 
 `evaluate_models` is the core: it reads the frames of a split once, paints the same Noisy
-Atari bars (drawn once from a fixed seed) for every model, runs each model's detector, builds
-the controls (random points, each model's static template, PermaKey's error-map peaks) and
-scores every column with the same metrics (`permakey.evaluation.metrics`). `evaluate_runs`
-loads trained runs and calls it. `format_table` turns the result into a side-by-side
+Atari bars (drawn once from a fixed seed) for every model, runs each `TrainedModel`, builds
+the controls (random points, each model's static template, the error-map peaks of models
+that have error maps) and scores every column with the same metrics
+(`permakey.evaluation.metrics`). `evaluate_runs` loads trained runs and calls it. `format_table` turns the result into a side-by-side
 markdown table; `write_result` writes the JSON.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-import permakey
-from permakey.data.datasets import to_float
 from permakey.errors import UserError
 from permakey.evaluation import controls, metrics
 from permakey.evaluation.categories import HEADLINE, SMALL, CategorySelection, select_categories
 from permakey.fileio import write_json_atomic
 from permakey.keypoints import to_pixels
-from permakey.training.distributed import resolve_device
-from permakey.training.run import code_version, read_run_json
+from permakey.runs import TrainedModel
+from permakey.runs.folder import code_version
+from permakey.runs.trained import load_runs
 
 NO_GROUND_TRUTH = "no ground truth"
 FORMAT = "permakey-evaluation"
 FORMAT_VERSION = 1
-
-
-@dataclass
-class Detection:
-    """What a model under evaluation returns for a batch of frames.
-
-    Attributes:
-        centres: (B, K, 2) float, (y, x) in [-1, 1] (the `permakey.keypoints` convention).
-        error_stack: (B, L, H, W) float normalised error maps in [0, 1], for the error-map
-            peaks control; None for models without error maps.
-    """
-
-    centres: torch.Tensor
-    error_stack: torch.Tensor | None = None
-
-
-@dataclass
-class KeypointModel:
-    """A model under evaluation, reduced to what the evaluation needs.
-
-    Attributes:
-        name: column name in the table.
-        detect: images (B, 3, H, W) float in [0, 1] -> `Detection`.
-        identity: what identifies the model in the JSON (run folder, run.json contents...).
-        seed_group: runs with the same non-None value differ only in their seed; their seed
-            stability is reported.
-    """
-
-    name: str
-    detect: Callable[[torch.Tensor], Detection]
-    identity: dict | None = None
-    seed_group: str | None = None
 
 
 @dataclass
@@ -214,8 +179,7 @@ def score_keypoints(
     return scores
 
 
-@torch.no_grad()
-def _run_models(models, split, num_frames, bars, noise, batch_size, device):
+def _run_models(models: Sequence[TrainedModel], split, num_frames, bars, noise, batch_size):
     """Keypoints (pixels) and error-map peaks of every model on the same (noisy) frames."""
     keypoints = [[] for _ in models]
     peaks = [[] for _ in models]
@@ -228,34 +192,33 @@ def _run_models(models, split, num_frames, bars, noise, batch_size, device):
 
             frames = paint_bars(frames, bars[start:stop], noise)
         height, width = frames.shape[1:3]
-        images = to_float(torch.from_numpy(frames).permute(0, 3, 1, 2), device)  # (B, 3, H, W)
         for i, model in enumerate(models):
-            detection = model.detect(images)
-            centres = detection.centres  # (B, K, 2) in [-1, 1]
-            keypoints[i].append(to_pixels(centres.float(), height, width).cpu().numpy())
-            if detection.error_stack is not None:  # (B, L, H, W)
-                peaks[i].append(controls.error_map_peaks(detection.error_stack, centres.shape[1]))
+            # One pass of the encoder and LSP networks serves the keypoints and the peaks.
+            found = model.keypoints(frames, len(frames), windows=False, error_maps=True)
+            keypoints[i].append(to_pixels(found.centres, height, width).numpy())
+            if found.error_stack is not None:  # (B, L, H, W)
+                peaks[i].append(controls.error_map_peaks(found.error_stack, model.num_keypoints))
     keypoints = [np.concatenate(k).astype(np.float64) for k in keypoints]
     peaks = [np.concatenate(p) if p else None for p in peaks]
     return keypoints, peaks, height, width
 
 
 def evaluate_models(
-    models: Sequence[KeypointModel],
+    models: Sequence[TrainedModel],
     split,
     selection: CategorySelection | None,
     noise=None,
     noise_seed: int = 0,
     max_frames: int | None = None,
     batch_size: int = 64,
-    device: str | torch.device = "cpu",
     control_seed: int = 0,
     radii: Sequence[int] = metrics.RADII,
 ) -> dict:
     """Scores several models and the controls on the same frames of one split.
 
     Args:
-        models: the models, in column order.
+        models: the models, in column order, named by their ``name``; runs that differ only
+            in their seed (`TrainedModel.seed_group`) get their seed stability reported.
         split: a `permakey.data.store.Split` (len, read_frames, episode, step, has_objects,
             object_table, categories).
         selection: which categories count; required when the split has objects.
@@ -264,7 +227,6 @@ def evaluate_models(
         max_frames: evaluate only the first this many frames (whole episodes first, so that
             consecutive frames stay consecutive).
         batch_size: frames per forward pass.
-        device: torch device of the models.
         control_seed: seed of the random control.
         radii: margins r in pixels.
 
@@ -286,7 +248,7 @@ def evaluate_models(
         height, width = split.read_frames(slice(0, 1)).shape[1:3]
         bars = draw_bars(np.random.default_rng(noise_seed), num_frames, height, width, noise)
     keypoints, peaks, height, width = _run_models(
-        models, split, num_frames, bars, noise, batch_size, torch.device(device)
+        models, split, num_frames, bars, noise, batch_size
     )
     if split.has_objects and selection is None:
         raise ValueError("the split has objects: a CategorySelection is required")
@@ -302,7 +264,7 @@ def evaluate_models(
     columns = []
     for model, points, model_peaks in zip(models, keypoints, peaks, strict=True):
         columns.append(
-            {"name": model.name, "kind": "model", "of": None, "identity": model.identity}
+            {"name": model.name, "kind": "model", "of": None, "identity": model.identity()}
         )
         columns[-1]["metrics"] = score(points)
         columns.append({"name": f"template: {model.name}", "kind": "control", "of": model.name})
@@ -317,8 +279,8 @@ def evaluate_models(
 
     groups: dict[str, list[int]] = {}
     for i, model in enumerate(models):
-        if model.seed_group is not None:
-            groups.setdefault(model.seed_group, []).append(i)
+        if model.seed_group() is not None:
+            groups.setdefault(model.seed_group(), []).append(i)
     stability = [
         {
             "runs": [models[i].name for i in members],
@@ -344,72 +306,6 @@ def evaluate_models(
         "columns": columns,
         "seed_stability": stability,
     }
-
-
-def _without_seeds(value):
-    """A JSON value with every key named 'seed' removed, recursively."""
-    if isinstance(value, dict):
-        return {k: _without_seeds(v) for k, v in value.items() if k != "seed"}
-    if isinstance(value, list):
-        return [_without_seeds(v) for v in value]
-    return value
-
-
-# Entries of the training config that say how a run was executed, not what was trained.
-_EXECUTION_ONLY = ("device", "workers", "progress", "log_every", "in_memory")
-
-
-def seed_group(run_info: dict) -> str:
-    """A key equal for runs that differ only in their seeds.
-
-    Compares the model kind, the model config and the training config of run.json, without
-    any entry named "seed" and without the training config's execution details (device,
-    workers, logging).
-    """
-    train = {k: v for k, v in run_info.get("train", {}).items() if k not in _EXECUTION_ONLY}
-    setting = {"kind": run_info.get("kind"), "model": run_info.get("model"), "train": train}
-    return json.dumps(_without_seeds(setting), sort_keys=True)
-
-
-def load_model(run: str | Path, device: str, name: str, weights: str = "best") -> KeypointModel:
-    """A trained run as a `KeypointModel`, loaded by `permakey.load`.
-
-    Args:
-        run: the run folder.
-        device: torch device.
-        name: column name.
-        weights: "best" or "last".
-    """
-    run = Path(run)
-    info = read_run_json(run)
-    loaded = permakey.load(run, weights, device=device)
-    model = loaded.model.eval()
-    if loaded.kind == "permakey":
-
-        def detect(images):
-            # One pass of the encoder and LSP networks serves the keypoints and the peaks.
-            stack = model.error_stack(images)  # (B, L, H, W)
-            return Detection(model.pointnet(stack).centres, stack)
-
-    else:
-
-        def detect(images):
-            return Detection(model.detect(images).centres)
-
-    identity = {**loaded.identity(), "run_json": info}
-    return KeypointModel(name, detect, identity, seed_group(info))
-
-
-def column_names(runs: Sequence[str | Path]) -> list[str]:
-    """Run folder names, made unique by their parent folder or an index where they clash."""
-    names = [Path(run).name or str(run) for run in runs]
-    for i, name in enumerate(names):
-        if names.count(name) > 1:
-            parent = Path(runs[i]).parent.name
-            names[i] = f"{parent}/{name}" if parent else f"{name}#{i}"
-    if len(set(names)) < len(names):
-        names = [f"{name}#{i}" for i, name in enumerate(names)]
-    return names
 
 
 def evaluate_runs(
@@ -455,11 +351,7 @@ def evaluate_runs(
             selection = select_categories(game, list(data_split.categories), include, exclude)
         except ValueError as err:
             raise UserError(str(err)) from None
-    torch_device = resolve_device(device)
-    models = [
-        load_model(run, device, name, weights)
-        for run, name in zip(runs, column_names(runs), strict=True)
-    ]
+    models = load_runs(list(runs), weights, device=device)
     result = evaluate_models(
         models,
         data_split,
@@ -468,7 +360,6 @@ def evaluate_runs(
         noise_seed=noise_seed,
         max_frames=max_frames,
         batch_size=batch_size,
-        device=torch_device,
         control_seed=control_seed,
     )
     result["dataset"] = {

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from permakey.training import METHOD_NAMES
+from permakey.models.registry import METHODS
 
 KEYPOINTS = {
     "Frostbite": 20,
@@ -156,9 +156,7 @@ class Experiment:
 def _versus(game: str, noise: str = "none", folder: str | None = None) -> tuple[Variant, ...]:
     """PermaKey and Transporter on one game, in ``folder``/{permakey,transporter}."""
     folder = folder or game
-    return tuple(
-        Variant(f"{folder}/{m}", m, game, KEYPOINTS[game], noise=noise) for m in METHOD_NAMES
-    )
+    return tuple(Variant(f"{folder}/{m}", m, game, KEYPOINTS[game], noise=noise) for m in METHODS)
 
 
 ATARI_GAMES = ("Frostbite", "SpaceInvaders", "Enduro", "BattleZone", "MsPacman", "Seaquest")

@@ -29,7 +29,7 @@ from permakey.data.store import meta_path
 from permakey.experiments.plan import ExperimentPlan, GroupPlan, RunPlan
 from permakey.experiments.steps import INTERRUPTED, Step, run_step
 from permakey.fileio import write_text_atomic
-from permakey.training.run import RUN_JSON, STATE
+from permakey.runs.folder import RUN_JSON, STATE
 
 # Statuses after which a run is complete: nothing to resume.
 DONE = ("finished", "early-stopped", "stopped")

@@ -676,33 +676,42 @@ class PermaKey(nn.Module):
             images: (B, in_channels, H, W) float in [0, 1].
 
         Returns:
-            `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w).
-        """
-        return self.pointnet(self.error_stack(images))
-
-    @torch.no_grad()
-    def error_stack(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised error maps only (no decoder, no losses, no gradients).
-
-        Args:
-            images: (B, in_channels, H, W) float in [0, 1].
-
-        Returns:
-            (B, L, H, W) float32 in [0, 1], as `PermaKeyOutput.error_stack`.
+            `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w), the normalised
+            error stack (B, L, H, W) and the per-layer error maps (B, h_l, w_l).
         """
         self._check_images(images)
         _, error_maps = self._local_prediction(self.vae.encoder(images))
-        return normalised_error_stack(error_maps, self.config.image_size)
+        stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
+        keypoints = self.pointnet(stack)
+        keypoints.error_stack, keypoints.error_maps = stack, error_maps
+        return keypoints
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features per layer: list of (B, C_l, H_l, W_l), e.g. to pool keypoint features."""
         self._check_images(images)
         return self.vae.encoder(images)
 
+    @property
+    def feature_layers(self) -> tuple[int, ...]:
+        """The encoder layers with an LSP network ((0, 1) in the paper: 84 x 84 x 32 and
+        42 x 42 x 64): the features whose unpredictability places the keypoints."""
+        return tuple(self.config.lsp_layers)
+
+    @property
+    def feature_dim(self) -> int:
+        """C of the pooled keypoint features: 96 for the paper's model."""
+        return sum(self.config.encoder_channels[i] for i in self.feature_layers)
+
+    @property
+    def error_layers(self) -> tuple[int, ...]:
+        """The encoder layers whose error maps `detect` returns, in order."""
+        return tuple(self.config.lsp_layers)
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Disjoint parameter lists "vae", "lsp", "pointnet" that cover all parameters."""
-        return {
-            "vae": list(self.vae.parameters()),
-            "lsp": list(self.lsp.parameters()),
-            "pointnet": list(self.pointnet.parameters()),
-        }
+        """The modules' disjoint parameter lists in update order: "vae", "lsp/<layer>" per
+        LSP network, "pointnet"; together they cover all parameters."""
+        groups = {"vae": list(self.vae.parameters())}
+        for layer, lsp in zip(self.config.lsp_layers, self.lsp, strict=True):
+            groups[f"lsp/{layer}"] = list(lsp.parameters())
+        groups["pointnet"] = list(self.pointnet.parameters())
+        return groups

@@ -222,6 +222,21 @@ class Transporter(nn.Module):
         """
         return self.features(images)
 
+    @property
+    def feature_layers(self) -> tuple[int, ...]:
+        """Phi's last layer (42 x 42 x 32 in the paper): the features it transports."""
+        return (len(self.config.channels) - 1,)
+
+    @property
+    def feature_dim(self) -> int:
+        """C of the pooled keypoint features: 32 for the paper's model."""
+        return self.config.channels[-1]
+
+    @property
+    def error_layers(self) -> tuple[int, ...]:
+        """None: Transporter has no error maps."""
+        return ()
+
     def detect(self, images: Tensor) -> Keypoints:
         """Keypoints of a batch of frames (the interface shared with PermaKey).
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from permakey.models.registry import METHODS
+
 # Method name (as in run.json and on the command line) -> module and class of its adapter.
 _ADAPTERS = {
     "permakey": ("permakey.training.permakey", "PermaKeyMethod"),
     "transporter": ("permakey.training.transporter", "TransporterMethod"),
 }
-METHOD_NAMES = tuple(_ADAPTERS)
+METHOD_NAMES = METHODS
 
 
 def get_method(kind: str) -> Any:
@@ -35,7 +37,7 @@ def run_configs(run) -> tuple[Any, Any, Any]:
         UserError: missing or corrupted run folder (names the file).
     """
     from permakey.errors import UserError
-    from permakey.training.run import RUN_JSON, read_run_json
+    from permakey.runs.folder import RUN_JSON, read_run_json
 
     info = read_run_json(run)
     try:

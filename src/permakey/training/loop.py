@@ -30,19 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 from tqdm.auto import tqdm
 
+from permakey.devices import autocast, cpu_has_fast_bf16, resolve_precision
 from permakey.errors import UserError
+from permakey.runs.folder import TENSORBOARD, code_version
+from permakey.runs.trained import FrameSpec
 from permakey.training.config import TrainConfig
-from permakey.training.distributed import (
-    EpochSampler,
-    Processes,
-    autocast,
-    average_gradients,
-    cpu_has_fast_bf16,
-    resolve_precision,
-)
+from permakey.training.distributed import EpochSampler, Processes, average_gradients
 from permakey.training.method import Method
 from permakey.training.optim import build_optimizer, set_learning_rates
-from permakey.training.run import TENSORBOARD, RunFolder, code_version, rng_state, set_rng_state
+from permakey.training.run import RunFolder, rng_state, set_rng_state
 
 PICTURE_FRAMES = 8
 
@@ -405,6 +401,7 @@ def _train(
                         "model": model_config.to_dict(),
                         "train": cfg.to_dict(),
                         "dataset": _dataset_identity(train_set, val_set),
+                        "frames": _frames(train_set, model_config).to_json(),
                         "code": code_version(),
                         "world_size": procs.world_size,
                         "status": "running",
@@ -608,3 +605,8 @@ def _dataset_identity(train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
     sets = {"train": train_set, "val": val_set}
     sets = {k: ds.dataset if isinstance(ds, Subset) else ds for k, ds in sets.items()}
     return {k: ds.split.identity() for k, ds in sets.items()}
+
+
+def _frames(train_set: Dataset, model_config: Any) -> FrameSpec:
+    """What inference needs to know of the frames: size, resize method, channels, game."""
+    return FrameSpec.of_dataset(train_set.split.meta, model_config.image_size)

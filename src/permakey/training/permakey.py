@@ -9,12 +9,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from permakey.data.datasets import FrameDataset, to_float
+from permakey.data.datasets import FrameDataset
+from permakey.data.frames import to_float
 from permakey.data.noise import NoiseConfig
+from permakey.devices import autocast
 from permakey.models import permakey as model_lib
 from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
-from permakey.training.distributed import autocast
 from permakey.training.optim import ParamGroup
 from permakey.visualisation.figures import as_frames, keypoint_figure
 
@@ -47,18 +48,16 @@ class PermaKeyMethod:
 
         The PointNet learns from step ``cfg.pointnet_warmup`` on.
         """
-        groups = [ParamGroup("vae", list(model.vae.parameters()), cfg.lr_vae or cfg.lr)]
-        for layer, lsp in zip(model.config.lsp_layers, model.lsp, strict=True):
-            groups.append(ParamGroup(f"lsp/{layer}", list(lsp.parameters()), cfg.lr_lsp or cfg.lr))
-        groups.append(
+        rates = {"vae": cfg.lr_vae, "lsp": cfg.lr_lsp, "pointnet": cfg.lr_pointnet}
+        return [
             ParamGroup(
-                "pointnet",
-                list(model.pointnet.parameters()),
-                cfg.lr_pointnet or cfg.lr,
-                start=cfg.pointnet_warmup,
+                name,
+                params,
+                rates[name.split("/")[0]] or cfg.lr,
+                start=cfg.pointnet_warmup if name == "pointnet" else 0,
             )
-        )
-        return groups
+            for name, params in model.param_groups().items()
+        ]
 
     def forward(
         self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool

@@ -1,122 +1,40 @@
-"""The run folder: everything needed to use, inspect and resume a training run.
+"""The run folder's write side: creating a run, checkpoints, best weights and metrics.
 
-Layout (ARCHITECTURE.md, "Run folder")::
-
-    RUN/run.json            kind, model config, training config, dataset identity, code
-                            version, status and progress
-    RUN/best.safetensors    weights (BatchNorm buffers included) of the lowest validation loss
-    RUN/last.safetensors    weights at the last checkpoint
-    RUN/state.pt            optimiser, RNG and early-stopping state at the last checkpoint
-                            (plain tensors and containers, loaded with weights_only=True)
-    RUN/metrics.jsonl       one JSON object per logged training window and per validation
-    RUN/tb/                 TensorBoard event files
-
-Every file is written atomically (`permakey.fileio`); `last.safetensors` and `state.pt` carry
-the same step, which `load_checkpoint` checks, so a crash between the two writes is detected
-instead of resuming from a mismatched pair.
+The layout and everything that reads it are `permakey.runs.folder`'s. Every file is written
+atomically (`permakey.fileio`); `last.safetensors` and `state.pt` carry the same step, which
+`load_checkpoint` checks, so a crash between the two writes is detected instead of resuming
+from a mismatched pair.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-import permakey
 from permakey.errors import UserError
 from permakey.fileio import atomic_dir, atomic_path, write_json_atomic
-
-RUN_JSON = "run.json"
-STATE = "state.pt"
-METRICS = "metrics.jsonl"
-TENSORBOARD = "tb"
-WEIGHTS = ("best", "last")
-FORMAT = "permakey-run"
-FORMAT_VERSION = 1
-
-
-def weights_path(run: Path, which: str) -> Path:
-    """RUN/{which}.safetensors for ``which`` in ("best", "last")."""
-    if which not in WEIGHTS:
-        raise ValueError(f"which must be one of {list(WEIGHTS)}, got {which!r}")
-    return Path(run) / f"{which}.safetensors"
-
-
-def code_version() -> dict[str, Any]:
-    """The package version and, when the code sits in a git checkout, its commit."""
-    commit = None
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(permakey.__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if result.returncode == 0:
-            commit = result.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"version": permakey.__version__, "git_commit": commit}
-
-
-def read_run_json(run: str | Path) -> dict[str, Any]:
-    """Reads RUN/run.json.
-
-    Raises:
-        UserError: the folder or file is missing, or the file is not a run description.
-    """
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"run folder {run} does not exist")
-    path = run / RUN_JSON
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing: {run} is not a training run folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} is corrupted ({err})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise UserError(f"{path} is not a permakey run description (no format {FORMAT!r})")
-    for key in ("kind", "model", "train"):
-        if key not in info:
-            raise UserError(f"{path} is corrupted (no {key!r} entry)")
-    return info
+from permakey.runs.folder import (
+    FORMAT,
+    FORMAT_VERSION,
+    METRICS,
+    RUN_JSON,
+    STATE,
+    load_weights,
+    read_run_json,
+    weights_path,
+)
 
 
 def weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's parameters and buffers as contiguous CPU tensors, ready for safetensors."""
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-
-
-def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
-    """Loads a safetensors file into ``model`` (strict) and returns the file's metadata.
-
-    Raises:
-        UserError: the file is missing, unreadable, or does not fit the model.
-    """
-    if not path.is_file():
-        raise UserError(f"weights file {path} is missing")
-    try:
-        tensors = load_file(path)
-        with safe_open(path, "pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise UserError(f"weights file {path} is corrupted ({err})") from None
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[:2]
-        raise UserError(f"weights file {path} does not fit the model: {' '.join(first)}") from None
-    return metadata
 
 
 def rng_state() -> dict[str, Any]:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from permakey.data.datasets import PairDataset, to_float
+from permakey.data.datasets import PairDataset
+from permakey.data.frames import to_float
 from permakey.data.noise import NoiseConfig
 from permakey.models import transporter as model_lib
 from permakey.models.transporter import Transporter, TransporterConfig, TransporterOutput

@@ -1,108 +1,34 @@
 """What `permakey show` draws: trained models on a dataset split, turned into the paper's figures.
 
-`infer` runs one model on frames and returns centres, windows and (PermaKey only) its error
-maps per LSP layer. `build_figures` picks test frames, paints the same Noisy Atari bars for
-every model, and assembles the figures of `permakey.visualisation.figures` by file name;
-`write_figures` writes them into one folder atomically. `show_runs` does all of it for run
-folders on a dataset split: what `permakey show` calls.
+`build_figures` picks test frames, paints the same Noisy Atari bars for every model, runs each
+`permakey.runs.TrainedModel` on them (keypoints, windows and, for models that have them, the
+error maps per layer) and assembles the figures of `permakey.visualisation.figures` by file
+name; `write_figures` writes them into one folder atomically. `show_runs` does all of it for
+run folders on a dataset split: what `permakey show` calls.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from permakey.errors import UserError
 from permakey.fileio import atomic_dir
+from permakey.runs import FrameKeypoints, TrainedModel
 from permakey.visualisation import figures
 
-
-@dataclass
-class ShownModel:
-    """A trained model as the figures need it.
-
-    Attributes:
-        name: label in the figures (the run folder's name).
-        kind: "permakey" or "transporter".
-        model: the module, with `detect(images) -> Keypoints`; PermaKey's `forward` also gives
-            `error_maps`.
-        seed_group: runs with the same non-None value differ only in their seed.
-        seed: the run's seed, where known (labels of the Figure 3 style figure).
-    """
-
-    name: str
-    kind: str
-    model: nn.Module
-    seed_group: str | None = None
-    seed: int | None = None
+# Frames per forward pass of a figure's model calls.
+BATCH_SIZE = 32
 
 
-@dataclass
-class Inference:
-    """One model's outputs on N frames, as numpy arrays.
-
-    Attributes:
-        centres: (N, K, 2) float32, (y, x) in [-1, 1].
-        windows: (N, K, h, w) float32 in [0, 1], on the model's keypoint-map grid.
-        error_maps: per LSP layer, (N, h_l, w_l) float32 >= 0; empty for models without them.
-    """
-
-    centres: np.ndarray
-    windows: np.ndarray
-    error_maps: list[np.ndarray]
-
-
-def _images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    return tensor.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
-
-
-@torch.no_grad()
-def infer(
-    shown: ShownModel,
-    frames: np.ndarray,
-    device: str | torch.device = "cpu",
-    batch_size: int = 32,
-    error_maps: bool = True,
-) -> Inference:
-    """Runs a model on frames in eval mode.
-
-    Args:
-        shown: the model.
-        frames: (N, H, W, 3) uint8.
-        device: torch device.
-        batch_size: frames per forward pass.
-        error_maps: also compute PermaKey's per-layer error maps (a full forward pass, VAE
-            decoder included); False runs `detect` only.
-
-    Returns:
-        `Inference` with N entries.
-    """
-    device = torch.device(device)
-    model = shown.model.to(device).eval()
-    with_maps = error_maps and shown.kind == "permakey"
-    centres, windows, maps = [], [], []
-    for start in range(0, len(frames), batch_size):
-        images = _images(frames[start : start + batch_size], device)
-        # PermaKey's forward gives the per-layer error maps that `detect` does not return.
-        out = model(images) if with_maps else model.detect(images)
-        centres.append(out.centres.float().cpu().numpy())
-        windows.append(out.windows.float().cpu().numpy())
-        if with_maps:
-            maps.append([m.float().cpu().numpy() for m in out.error_maps])
-    return Inference(
-        centres=np.concatenate(centres),
-        windows=np.concatenate(windows),
-        error_maps=[np.concatenate(layer) for layer in zip(*maps, strict=True)] if maps else [],
-    )
+def infer(model: TrainedModel, frames: np.ndarray, error_maps: bool = True) -> FrameKeypoints:
+    """A model's keypoints, windows and (where it has them) error maps on (N, H, W, 3) uint8
+    frames, in batches of `BATCH_SIZE`."""
+    return model.keypoints(frames, BATCH_SIZE, windows=True, error_maps=error_maps)
 
 
 def spread_indices(count: int, n: int) -> np.ndarray:
@@ -136,10 +62,9 @@ def _paint(frames: np.ndarray, noise, seed: int) -> np.ndarray:
 
 def _keypoint_figure(models, inferred, frames, labels, title) -> Image.Image:
     error_maps = {}
-    for shown, result in zip(models, inferred, strict=True):
-        layers = getattr(shown.model.config, "lsp_layers", range(len(result.error_maps)))
-        for layer, maps in zip(layers, result.error_maps, strict=True):
-            error_maps[f"{shown.name} error map, layer {layer}"] = maps
+    for model, result in zip(models, inferred, strict=True):
+        for layer, maps in zip(model.error_layers, result.error_maps or [], strict=True):
+            error_maps[f"{model.name} error map, layer {layer}"] = maps
     return figures.keypoint_figure(
         frames,
         {m.name: r.centres for m, r in zip(models, inferred, strict=True)},
@@ -149,7 +74,7 @@ def _keypoint_figure(models, inferred, frames, labels, title) -> Image.Image:
     )
 
 
-def seed_groups(models: Sequence[ShownModel], all_seeds: bool = False) -> list[list[int]]:
+def seed_groups(models: Sequence[TrainedModel], all_seeds: bool = False) -> list[list[int]]:
     """Groups of two or more models that differ only in their seed (indices into ``models``).
 
     Args:
@@ -159,14 +84,14 @@ def seed_groups(models: Sequence[ShownModel], all_seeds: bool = False) -> list[l
     if all_seeds:
         return [list(range(len(models)))] if len(models) > 1 else []
     groups: dict[str, list[int]] = {}
-    for i, shown in enumerate(models):
-        if shown.seed_group is not None:
-            groups.setdefault(shown.seed_group, []).append(i)
+    for i, model in enumerate(models):
+        if model.seed_group() is not None:
+            groups.setdefault(model.seed_group(), []).append(i)
     return [members for members in groups.values() if len(members) > 1]
 
 
 def build_figures(
-    models: Sequence[ShownModel],
+    models: Sequence[TrainedModel],
     split,
     game: str = "",
     num_frames: int = 4,
@@ -174,12 +99,11 @@ def build_figures(
     noise_seed: int = 0,
     episode_frames: int = 48,
     all_seeds: bool = False,
-    device: str | torch.device = "cpu",
 ) -> dict[str, Image.Image | list[Image.Image]]:
     """Every figure of `permakey show`, by file name.
 
     Args:
-        models: the models, in row order.
+        models: the models, in row order, labelled by their ``name``.
         split: a `permakey.data.store.Split` (read_frames, episode, step, len).
         game: game name for the titles.
         num_frames: frames (columns) of the still figures, spread over the split.
@@ -188,7 +112,6 @@ def build_figures(
         noise_seed: seed of the bar positions.
         episode_frames: frames of the animation (the first steps of the longest episode).
         all_seeds: draw every model in the Figure 3 style figure, seeds or not.
-        device: torch device.
 
     Returns:
         "figure2_clean.png", "figure4_windows.png", "episode_clean.gif" always;
@@ -208,7 +131,7 @@ def build_figures(
         variants["noisy"] = _paint(clean, noise, noise_seed)
     out: dict[str, Image.Image | list[Image.Image]] = {}
     for variant, frames in variants.items():
-        inferred = [infer(m, frames, device) for m in models]
+        inferred = [infer(m, frames) for m in models]
         what = "clean frames" if variant == "clean" else f"Noisy Atari ({noise.kind} bars)"
         out[f"figure2_{variant}.png"] = _keypoint_figure(
             models, inferred, frames, labels, f"{prefix}keypoints and error maps, {what}"
@@ -235,9 +158,7 @@ def build_figures(
         episode = np.asarray(split.episode)[index[0]]
         for variant in variants:
             shown_frames = frames if variant == "clean" else _paint(frames, noise, noise_seed + 1)
-            keypoints = {
-                m.name: infer(m, shown_frames, device, error_maps=False).centres for m in models
-            }
+            keypoints = {m.name: infer(m, shown_frames, error_maps=False).centres for m in models}
             out[f"episode_{variant}.gif"] = figures.keypoint_animation(
                 shown_frames,
                 keypoints,
@@ -247,8 +168,8 @@ def build_figures(
     return out
 
 
-def _seed_label(shown: ShownModel) -> str:
-    return shown.name if shown.seed is None else f"seed {shown.seed} ({shown.name})"
+def _seed_label(model: TrainedModel) -> str:
+    return model.name if model.seed is None else f"seed {model.seed} ({model.name})"
 
 
 def write_figures(
@@ -279,29 +200,6 @@ def write_figures(
             else:
                 figures.save_png(item, tmp / name)
     return [out_dir / name for name in built]
-
-
-def load_shown(runs, device: str, weights: str = "best"):
-    """Trained runs (their ``weights``, "best" or "last") as `ShownModel`s, named by their folders."""
-    import permakey
-    from permakey.evaluation.evaluate import column_names, seed_group
-    from permakey.training.run import read_run_json
-
-    shown = []
-    runs = [Path(run) for run in runs]
-    for run, name in zip(runs, column_names(runs), strict=True):
-        info = read_run_json(run)
-        loaded = permakey.load(run, weights, device=device)
-        shown.append(
-            ShownModel(
-                name=name,
-                kind=loaded.kind,
-                model=loaded.model.eval(),
-                seed_group=seed_group(info),
-                seed=info.get("train", {}).get("seed"),
-            )
-        )
-    return shown
 
 
 def show_runs(
@@ -347,15 +245,14 @@ def show_runs(
     """
     from permakey.data.noise import NoiseConfig
     from permakey.data.store import open_split
-    from permakey.training.distributed import resolve_device
+    from permakey.runs.trained import load_runs
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (overwrite to replace it)")
-    device = str(resolve_device(device))
     data_split = open_split(data, split)
     built = build_figures(
-        load_shown(runs, device, weights),
+        load_runs(runs, weights, device=device),
         data_split,
         game=str(data_split.meta.get("game", "")),
         num_frames=frames,
@@ -363,6 +260,5 @@ def show_runs(
         noise_seed=noise_seed,
         episode_frames=episode_frames,
         all_seeds=seeds,
-        device=device,
     )
     return write_figures(out, built, overwrite=overwrite, fps=fps)

@@ -1,0 +1,398 @@
+"""`TrainedModel`: a keypoint model with what it takes in and where it came from.
+
+The one class that wraps a trained model. Code that consumes keypoints (evaluation, figures,
+environment wrappers, collection policies) calls ``trained.keypoints(frames)`` and never asks
+which method made them: what differs between methods (error maps or not, which layers give
+features) is answered by the model (`permakey.keypoints.KeypointModel`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from permakey.data.frames import CHANNELS, DEFAULT_RESIZE, RESIZE_METHODS, to_float
+from permakey.devices import autocast, resolve_device
+from permakey.errors import UserError
+from permakey.keypoints import to_pixels
+from permakey.models.registry import model_kind
+from permakey.runs.folder import RUN_JSON, load_weights, read_run_json, weights_path
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """The frames a model takes, as its training dataset stored them (`permakey.data.frames`).
+
+    Attributes:
+        size: S, frames are S x S (84).
+        resize: how raw frames were resized to S x S: "area" or "nearest".
+        channels: channel order, "RGB".
+        game: the game the model was trained on; None where unknown (synthetic data).
+    """
+
+    size: int
+    resize: str = DEFAULT_RESIZE
+    channels: str = CHANNELS
+    game: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``frames`` entry of run.json."""
+        return {
+            "size": self.size,
+            "resize": self.resize,
+            "channels": self.channels,
+            "game": self.game,
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> FrameSpec:
+        """Reads the ``frames`` entry of run.json.
+
+        Raises:
+            ValueError: an unknown resize method or channel order, or a missing size.
+        """
+        spec = cls(
+            int(entry["size"]),
+            entry.get("resize", DEFAULT_RESIZE),
+            entry.get("channels", CHANNELS),
+            entry.get("game"),
+        )
+        if spec.resize not in RESIZE_METHODS:
+            raise ValueError(f"unknown resize method {spec.resize!r}")
+        if spec.channels != CHANNELS:
+            raise ValueError(f"unknown channel order {spec.channels!r}")
+        return spec
+
+    @classmethod
+    def of_dataset(cls, meta: dict[str, Any], size: int) -> FrameSpec:
+        """The frames of a dataset, from its meta.json (`permakey.data.store.read_meta`)."""
+        resize = meta.get("resize", DEFAULT_RESIZE)
+        return cls(
+            size, resize if resize in RESIZE_METHODS else DEFAULT_RESIZE, CHANNELS, meta.get("game")
+        )
+
+
+def run_frames(run: Path, info: dict[str, Any], size: int) -> FrameSpec:
+    """The `FrameSpec` of a run: run.json's ``frames`` entry, or, for runs written before it
+    existed, the training dataset's meta.json; "area" with a warning when that has moved."""
+    if "frames" in info:
+        try:
+            return FrameSpec.from_json(info["frames"])
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserError(f"{run}/{RUN_JSON} is corrupted (frames: {err})") from None
+    from permakey.data.store import read_meta
+
+    try:
+        return FrameSpec.of_dataset(read_meta(Path(info["dataset"]["train"]["path"])), size)
+    except (UserError, KeyError, TypeError, OSError):
+        warnings.warn(
+            f"{run}/{RUN_JSON} does not say how its frames were resized and its training "
+            f"dataset is not where it was: assuming {DEFAULT_RESIZE!r}",
+            stacklevel=3,
+        )
+        return FrameSpec(size)
+
+
+@dataclass
+class FrameKeypoints:
+    """Keypoints of a batch of frames, on the CPU.
+
+    Attributes:
+        centres: (N, K, 2) float32, (y, x) in [-1, 1] (`permakey.keypoints`).
+        pixels: (N, K, 2) float32, (row, col) in pixels of the frames.
+        windows: (N, K, h, w) float32 in (0, 1], Gaussian windows on the model's keypoint-map
+            grid (21 x 21 for PermaKey, 42 x 42 for Transporter at 84 x 84); None when not
+            asked for.
+        features: (N, K, C) float32 >= 0, each keypoint's encoder features pooled under its
+            window (`TrainedModel.feature_dim` gives C); None when not asked for.
+        error_stack: (N, L, S, S) float32 in [0, 1], the normalised error maps the keypoints
+            were placed on; None when not asked for or for models without error maps.
+        error_maps: per error layer (`TrainedModel.error_layers`), (N, h_l, w_l) float32 >= 0;
+            None when not asked for or for models without error maps.
+    """
+
+    centres: torch.Tensor
+    pixels: torch.Tensor
+    windows: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    error_stack: torch.Tensor | None = None
+    error_maps: list[torch.Tensor] | None = None
+
+
+def pool_features(feature_map: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Per-keypoint feature vectors: a feature map averaged under each keypoint's window.
+
+    Each window is resized to the feature map's grid (bilinear with aligned corners, which
+    keeps the `permakey.keypoints` convention: the first and last pixel centres stay at -1 and
+    +1), normalised to sum 1, and the feature map is summed with those weights.
+
+    Args:
+        feature_map: (B, C, h, w) float.
+        windows: (B, K, h', w') float >= 0, not all zero, e.g. `Keypoints.windows`.
+
+    Returns:
+        (B, K, C) float32; non-negative where the feature map is (ReLU features).
+    """
+    h, w = feature_map.shape[-2:]
+    windows = windows.float()
+    if windows.shape[-2:] != (h, w):
+        windows = F.interpolate(windows, size=(h, w), mode="bilinear", align_corners=True)
+    weights = windows / windows.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)  # (B, K, h, w)
+    return torch.einsum("bkhw,bchw->bkc", weights, feature_map.float())
+
+
+# Entries of the training config that say how a run was executed, not what was trained.
+_EXECUTION_ONLY = ("device", "workers", "progress", "log_every", "in_memory")
+
+
+def _without_seeds(value: Any) -> Any:
+    """A JSON value with every key named 'seed' removed, recursively."""
+    if isinstance(value, dict):
+        return {k: _without_seeds(v) for k, v in value.items() if k != "seed"}
+    if isinstance(value, list):
+        return [_without_seeds(v) for v in value]
+    return value
+
+
+def seed_group(run_info: dict[str, Any]) -> str:
+    """A key equal for runs that differ only in their seeds.
+
+    Compares the model kind, the model config and the training config of run.json, without
+    any entry named "seed" and without the training config's execution details (device,
+    workers, logging).
+    """
+    train = {k: v for k, v in run_info.get("train", {}).items() if k not in _EXECUTION_ONLY}
+    setting = {"kind": run_info.get("kind"), "model": run_info.get("model"), "train": train}
+    return json.dumps(_without_seeds(setting), sort_keys=True)
+
+
+class TrainedModel:
+    """A keypoint model in eval mode, turning uint8 frames into keypoints.
+
+    Args:
+        model: a `permakey.keypoints.KeypointModel` (`PermaKey`, `Transporter`).
+        frames: the frames it takes; default: S x S RGB frames resized with "area", S the
+            model's ``config.image_size``.
+        precision: "fp32", or "bf16" autocast for inference.
+        run: the run folder it came from, if any.
+        weights: the weights file it came from, if any.
+        info: the run's run.json, if any.
+        name: a label for tables and figures; default: the run folder's name, else the
+            model class's.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        frames: FrameSpec | None = None,
+        precision: str = "fp32",
+        run: Path | None = None,
+        weights: Path | None = None,
+        info: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self.model = model.eval()
+        self.config = model.config
+        self.frames = frames or FrameSpec(model.config.image_size)
+        self.precision = precision
+        self.run = Path(run) if run is not None else None
+        self.weights = weights
+        self.info = info
+        self.kind = info["kind"] if info else type(model).__name__.lower()
+        self.name = name or (self.run.name if self.run else type(model).__name__)
+        self.device = next(model.parameters()).device
+        self._sha256: str | None = None
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed, where known."""
+        return (self.info or {}).get("train", {}).get("seed")
+
+    def seed_group(self) -> str | None:
+        """Equal for runs that differ only in their seeds (`seed_group`); None without a run."""
+        return seed_group(self.info) if self.info else None
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the model in results: kind, run folder, weights file, its sha256,
+        and the run's run.json."""
+        if self._sha256 is None and self.weights is not None:
+            self._sha256 = hashlib.sha256(self.weights.read_bytes()).hexdigest()
+        return {
+            "kind": self.kind,
+            "run": str(self.run.resolve()) if self.run else None,
+            "weights": self.weights.name if self.weights else None,
+            "sha256": self._sha256,
+            "run_json": self.info,
+        }
+
+    @property
+    def num_keypoints(self) -> int:
+        """K."""
+        return self.config.num_keypoints
+
+    @property
+    def feature_dim(self) -> int:
+        """C, the length of each keypoint's feature vector: 96 for the paper's PermaKey, 32 for
+        its Transporter (the model's `feature_layers`' channels, concatenated)."""
+        return self.model.feature_dim
+
+    @property
+    def error_layers(self) -> tuple[int, ...]:
+        """Labels of the layers whose error maps `keypoints` can return; empty for none."""
+        return self.model.error_layers
+
+    def _as_batch(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Checks frames and returns them as a (N, 3, S, S) uint8 tensor."""
+        size = self.frames.size
+        if isinstance(frames, np.ndarray):
+            # torch warns on read-only arrays (h5py slices, PIL images); a copy is cheap here.
+            frames = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(
+                f"frames must be a numpy array or torch tensor, got {type(frames).__name__}"
+            )
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 (0-255), got dtype {frames.dtype}")
+        shape = tuple(frames.shape)
+        if len(shape) == 4 and shape[1:] == (size, size, 3):
+            return frames.permute(0, 3, 1, 2)  # (N, 3, S, S)
+        if len(shape) == 4 and shape[1:] == (3, size, size):
+            return frames
+        raise ValueError(
+            f"frames must have shape (N, {size}, {size}, 3) or (N, 3, {size}, {size}), got {shape}"
+        )
+
+    @torch.no_grad()
+    def keypoints(
+        self,
+        frames: np.ndarray | torch.Tensor,
+        batch_size: int = 256,
+        windows: bool = True,
+        features: bool = False,
+        error_maps: bool = False,
+    ) -> FrameKeypoints:
+        """Keypoints of a batch of frames, without gradients, on the model's device.
+
+        Args:
+            frames: uint8 (N, S, S, 3) or (N, 3, S, S), numpy or torch (any device), S =
+                ``frames.size`` (84), preprocessed as ``frames`` says.
+            batch_size: frames per forward pass.
+            windows: also return the Gaussian windows (N * K * h * w floats: large for big N).
+            features: also return per-keypoint features (`pool_features` of the model's
+                ``feature_layers``, concatenated: (N, K, `feature_dim`)). For PermaKey this
+                runs the encoder a second time.
+            error_maps: also return the error stack and the per-layer error maps, for models
+                that have them (N * L * S * S floats: large for big N).
+
+        Returns:
+            `FrameKeypoints` on the CPU.
+
+        Raises:
+            ValueError: frames of another shape, dtype or size.
+        """
+        batch = self._as_batch(frames)
+        keep_maps = error_maps and bool(self.error_layers)
+        parts: dict[str, list] = {"centres": [], "windows": [], "features": [], "stack": []}
+        layer_maps: list[list[torch.Tensor]] = [[] for _ in self.error_layers]
+        for start in range(0, len(batch), batch_size):
+            images = to_float(batch[start : start + batch_size], self.device)
+            with autocast(self.device, self.precision):
+                found = self.model.detect(images)
+                maps = self.model.feature_maps(images) if features else []
+            parts["centres"].append(found.centres.float().cpu())
+            if windows:
+                parts["windows"].append(found.windows.float().cpu())
+            if features:  # pooled in float32, outside autocast
+                pooled = [pool_features(maps[i], found.windows) for i in self.model.feature_layers]
+                parts["features"].append(torch.cat(pooled, dim=2).cpu())  # (B, K, C)
+            if keep_maps:
+                parts["stack"].append(found.error_stack.float().cpu())
+                for kept, layer in zip(layer_maps, found.error_maps, strict=True):
+                    kept.append(layer.float().cpu())
+        k, size = self.num_keypoints, self.frames.size
+        centres = torch.cat(parts["centres"]) if len(batch) else torch.zeros(0, k, 2)
+        result = FrameKeypoints(centres, to_pixels(centres, size, size))
+        if windows:
+            result.windows = torch.cat(parts["windows"]) if len(batch) else torch.zeros(0, k, 0, 0)
+        if features:
+            result.features = (
+                torch.cat(parts["features"]) if len(batch) else torch.zeros(0, k, self.feature_dim)
+            )
+        if keep_maps and len(batch):
+            result.error_stack = torch.cat(parts["stack"])
+            result.error_maps = [torch.cat(layer) for layer in layer_maps]
+        return result
+
+
+def load(
+    run: str | Path, which: str = "best", device: str = "cpu", precision: str = "fp32"
+) -> TrainedModel:
+    """Loads a trained model from its run folder, without importing any training code.
+
+    Args:
+        run: the run folder written by `permakey train`.
+        which: "best" (lowest validation loss) or "last" (last checkpoint).
+        device: "cpu", "cuda", "cuda:N", "mps" or "auto".
+        precision: "fp32", or "bf16" autocast for inference.
+
+    Returns:
+        `TrainedModel` in eval mode.
+
+    Raises:
+        UserError: missing run folder, run.json or weights file, or a corrupted one (named).
+        ValueError: bad ``which`` or ``precision``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    run = Path(run)
+    path = weights_path(run, which)
+    info = read_run_json(run)
+    try:
+        kind = model_kind(info["kind"])
+        config = kind.config_from_dict(info["model"])
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{run}/{RUN_JSON} is corrupted ({err})") from None
+    model = kind.build(config)
+    load_weights(model, path)
+    frames = run_frames(run, info, config.image_size)
+    return TrainedModel(
+        model.to(resolve_device(device)), frames, precision, run=run, weights=path, info=info
+    )
+
+
+def unique_names(runs: list[str | Path]) -> list[str]:
+    """Run folder names, made unique by their parent folder or an index where they clash."""
+    names = [Path(run).name or str(run) for run in runs]
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            parent = Path(runs[i]).parent.name
+            names[i] = f"{parent}/{name}" if parent else f"{name}#{i}"
+    if len(set(names)) < len(names):
+        names = [f"{name}#{i}" for i, name in enumerate(names)]
+    return names
+
+
+def load_runs(
+    runs: list[str | Path], which: str = "best", device: str = "cpu", precision: str = "fp32"
+) -> list[TrainedModel]:
+    """Several runs, each named by its folder (`unique_names`), e.g. for one table or figure."""
+    models = [load(run, which, device, precision) for run in runs]
+    for model, name in zip(models, unique_names(runs), strict=True):
+        model.name = name
+    return models
