@@ -14,14 +14,17 @@ meets, at the headline radius of 2 pixels:
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
+from permakey.evaluation.evaluate import read_result
+from permakey.evaluation.results import ColumnMetrics, EvaluationResult
+
 ENEMIES = ("Alien", "Bird", "Ghost")  # the moving enemy whose recall is shown, per game
 MARGIN = 0.10  # how far above its template a model must be: F1@2 and enemy recall@2
 PLAYER = 0.85  # Player recall@2 to reach
+R = 2  # the radius of every number in the table, in pixels
 
 HEADER = (
     "| run | trained | F1@2 | its template | margin | error-map peaks | random "
@@ -30,21 +33,20 @@ HEADER = (
 )
 
 
-def row(result: dict, model: str, label: str, trained: str) -> str:
+def row(result: EvaluationResult, model: str, label: str, trained: str) -> str:
     """One markdown row for the model column ``model`` of an evaluation ``result``."""
-    columns = {c["name"]: c["metrics"] for c in result["columns"]}
-    mine, template = columns[model], columns[f"template: {model}"]
-    peaks = columns[f"peaks: {model}"]
-    random_f1 = next(m["f1"]["2"] for n, m in columns.items() if n.startswith("random"))
+    mine, template = result.column(model).metrics, result.template_of(model).metrics
+    peaks = result.peaks_of(model).metrics
+    random_f1 = result.random_for(model).metrics.f1[R]
 
-    def recall(metrics: dict, name: str) -> float:
-        return metrics["per_category"][name]["recall"]["2"]
+    def recall(metrics: ColumnMetrics, name: str) -> float:
+        return metrics.per_category[name].recall[R]
 
-    enemy = next(n for n in ENEMIES if n in mine["per_category"])
-    f1, f1_template = mine["f1"]["2"], template["f1"]["2"]
+    enemy = next(n for n in ENEMIES if n in mine.per_category)
+    f1, f1_template = mine.f1[R], template.f1[R]
     met = {
         "margin": f1 >= f1_template + MARGIN,
-        "peaks": f1 >= peaks["f1"]["2"],
+        "peaks": f1 >= peaks.f1[R],
         "player": recall(mine, "Player") >= PLAYER,
         "enemy": recall(mine, enemy) >= recall(template, enemy) + MARGIN,
     }
@@ -54,20 +56,19 @@ def row(result: dict, model: str, label: str, trained: str) -> str:
         f"{f1:.3f}",
         f"{f1_template:.3f}",
         f"{f1 - f1_template:+.3f}",
-        f"{peaks['f1']['2']:.3f}",
+        f"{peaks.f1[R]:.3f}",
         f"{random_f1:.3f}",
         f"{recall(mine, 'Player'):.2f} ({recall(template, 'Player'):.2f})",
         f"{enemy} {recall(mine, enemy):.2f} ({recall(template, enemy):.2f})",
-        f"{mine['motion']['per_step_px']:.2f}",
+        f"{mine.motion.per_step_px:.2f}",
         "all" if all(met.values()) else ", ".join(k for k, v in met.items() if v) or "none",
     ]
     return f"| {' | '.join(cells)} |"
 
 
-def steps(result: dict, model: str) -> int:
+def steps(result: EvaluationResult, model: str) -> int:
     """Optimiser steps of the run evaluated in column ``model``."""
-    column = next(c for c in result["columns"] if c["name"] == model)
-    return column["identity"]["run_json"]["step"]
+    return result.column(model).identity["run_json"]["step"]
 
 
 def rows(path: Path) -> list[str]:
@@ -78,15 +79,15 @@ def rows(path: Path) -> list[str]:
             path.glob("evaluation_*min.json"), key=lambda p: int(re.findall(r"\d+", p.stem)[0])
         )
         for file in files:
-            result = json.loads(file.read_text())
-            model = next(c["name"] for c in result["columns"] if c["kind"] == "model")
+            result = read_result(file)
+            model = result.models[0].name
             minutes = file.stem.split("_")[1].removesuffix("min")
             trained = f"{minutes} min ({steps(result, model)} steps)"
             out.append(row(result, model, path.name.removesuffix("-curve"), trained))
         return out
-    result = json.loads(path.read_text())
-    game = result["dataset"]["meta"]["game"]
-    models = [c["name"] for c in result["columns"] if c["kind"] == "model"]
+    result = read_result(path)
+    game = result.dataset.meta["game"]
+    models = [c.name for c in result.models]
     return [row(result, m, f"{game} {m}", f"{steps(result, m)} steps") for m in models]
 
 

@@ -22,9 +22,11 @@ from permakey.data.store import open_split
 from permakey.evaluation.categories import select_categories
 from permakey.evaluation.controls import object_tracker, static_template
 from permakey.evaluation.evaluate import ground_truth, score_keypoints
+from permakey.evaluation.results import ColumnMetrics
 from permakey.experiments.definitions import KEYPOINTS
 
 MOVING = ("Player", "Alien", "Bird", "Ghost")  # the categories shown per row, when present
+R = 2  # the radius of every number in the table, in pixels
 
 
 def headroom_row(data: str, keypoints: int | None) -> str:
@@ -39,16 +41,16 @@ def headroom_row(data: str, keypoints: int | None) -> str:
         episode, step = np.asarray(split.episode[:]), np.asarray(split.step[:])
     tracker = object_tracker(truth.offsets, truth.category, truth.boxes, k)  # (N, S, 2)
 
-    def score(points: np.ndarray) -> dict:
+    def score(points: np.ndarray) -> ColumnMetrics:
         return score_keypoints(points, truth, None, 0, episode, step, height, width)
 
     mine, template = score(tracker), score(static_template(tracker))
-    f1, f1_template = mine["f1"]["2"], template["f1"]["2"]
+    f1, f1_template = mine.f1[R], template.f1[R]
     moving = ", ".join(
-        f"{name} {mine['per_category'][name]['recall']['2']:.2f} "
-        f"({template['per_category'][name]['recall']['2']:.2f})"
+        f"{name} {mine.per_category[name].recall[R]:.2f} "
+        f"({template.per_category[name].recall[R]:.2f})"
         for name in MOVING
-        if name in mine["per_category"]
+        if name in mine.per_category
     )
     per_frame = np.diff(truth.offsets).mean()
     return (

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from permakey.cli.main import main
+from permakey.evaluation.evaluate import read_result
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +30,10 @@ def demo(tmp_path_factory):
 
 def test_demo_writes_report_metrics_and_figures(demo):
     for label in ("clean", "noisy"):
-        result = json.loads((demo / f"evaluation_{label}.json").read_text())
-        assert [c["name"] for c in result["columns"] if c["kind"] == "model"] == [
-            "permakey",
-            "transporter",
-        ]
-        assert result["frames"] == 60 and result["ground_truth"]
-    assert result["noise"]["kind"] == "both"
+        result = read_result(demo / f"evaluation_{label}.json")
+        assert [c.name for c in result.models] == ["permakey", "transporter"]
+        assert result.frames == 60 and result.ground_truth
+    assert result.noise.kind == "both"
     for name in ("figure2_clean.png", "figure2_noisy.png", "figure4_windows.png"):
         with Image.open(demo / "figures" / name) as image:
             assert image.format == "PNG" and min(image.size) > 84

@@ -1,7 +1,6 @@
 """The evaluate driver on a tiny hand-made split with fake models whose answers are known."""
 
 import argparse
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +11,8 @@ from torch import nn
 from permakey import runs
 from permakey.evaluation import evaluate
 from permakey.evaluation.categories import default_categories
-from permakey.evaluation.evaluate import NO_GROUND_TRUTH, evaluate_models
+from permakey.evaluation.evaluate import evaluate_models
+from permakey.evaluation.results import NO_GROUND_TRUTH, Noise, SeedStability
 from permakey.keypoints import Keypoints, from_pixels
 from permakey.runs import TrainedModel
 
@@ -142,11 +142,11 @@ def result():
 
 
 def column(result, name):
-    return next(c for c in result["columns"] if c["name"] == name)["metrics"]
+    return result.column(name).metrics
 
 
 def test_columns_models_and_controls_in_order(result):
-    names = [c["name"] for c in result["columns"]]
+    names = [c.name for c in result.columns]
     assert names == [
         "tracker",
         "template: tracker",
@@ -157,40 +157,45 @@ def test_columns_models_and_controls_in_order(result):
         "template: corners",
         "random K=2",
     ]
-    assert result["frames"] == N and result["ground_truth"] is True
-    assert result["categories"]["small"] == ["Bullet"]
+    assert result.frames == N and result.ground_truth is True
+    assert result.categories.small == ("Bullet",)
+    assert [c.name for c in result.models] == ["tracker", "tracker-seed1", "corners"]
+    assert result.template_of("corners").of == "corners"
+    assert result.peaks_of("tracker").name == "peaks: tracker"
+    assert result.peaks_of("corners") is None  # no error maps
+    assert result.random_for("corners").name == "random K=2"
+    with pytest.raises(KeyError, match="no column 'nobody'"):
+        result.column("nobody")
 
 
 def test_tracker_scores_perfectly_and_template_only_where_player_passes(result):
     m = column(result, "tracker")
-    assert m["recall"] == {"0": 1.0, "2": 1.0, "4": 1.0}
-    assert m["precision"]["0"] == 1.0 and m["f1"]["2"] == 1.0
-    assert m["small_recall"]["4"] == 0.0  # the bullet is not tracked
-    assert m["per_category"]["Alien"]["objects"] == N  # the off-frame aliens were dropped
-    assert m["recall_bound"] == 1.0
-    assert m["motion"]["per_step_px"] == pytest.approx(1.0)  # player 2 px, alien 0
+    assert m.recall == {0: 1.0, 2: 1.0, 4: 1.0}
+    assert m.precision[0] == 1.0 and m.f1[2] == 1.0
+    assert m.small_recall[4] == 0.0  # the bullet is not tracked
+    assert m.per_category["Alien"].objects == N  # the off-frame aliens were dropped
+    assert m.recall_bound == 1.0
+    assert m.motion.per_step_px == pytest.approx(1.0)  # player 2 px, alien 0
     # The template sits at the player's mean column, 16.5: inside its box in frames 2 and 3.
     t = column(result, "template: tracker")
-    assert t["per_category"]["Player"]["recall"]["0"] == pytest.approx(2 / N)
-    assert t["recall"]["0"] == pytest.approx((N + 2) / (2 * N))
-    assert t["motion"]["from_mean_px"] == 0.0
+    assert t.per_category["Player"].recall[0] == pytest.approx(2 / N)
+    assert t.recall[0] == pytest.approx((N + 2) / (2 * N))
+    assert t.motion.from_mean_px == 0.0
 
 
 def test_error_map_peaks_control_finds_both_objects(result):
-    assert column(result, "peaks: tracker")["recall"]["0"] == 1.0
+    assert column(result, "peaks: tracker").recall[0] == 1.0
 
 
 def test_corners_on_the_border_and_off_objects(result):
     m = column(result, "corners")
-    assert m["recall"]["4"] == 0.0 and m["precision"]["4"] == 0.0 and m["f1"]["4"] == 0.0
-    assert m["border_share"] == 1.0
-    assert m["distractor_share"] is None  # clean frames
+    assert m.recall[4] == 0.0 and m.precision[4] == 0.0 and m.f1[4] == 0.0
+    assert m.border_share == 1.0
+    assert m.distractor_share is None  # clean frames
 
 
 def test_seed_stability_of_identical_seeds_is_zero(result):
-    assert result["seed_stability"] == [
-        {"runs": ["tracker", "tracker-seed1"], "mean_matched_distance_px": 0.0}
-    ]
+    assert result.seed_stability == (SeedStability(("tracker", "tracker-seed1"), 0.0),)
 
 
 def test_table_and_json(result, tmp_path):
@@ -198,26 +203,27 @@ def test_table_and_json(result, tmp_path):
     assert "| F1@2" in table and "random K=2" in table and "recall@2 Player (headline)" in table
     assert "seed stability (tracker, tracker-seed1)" in table
     header, rule = table.splitlines()[:2]
-    assert header.count("|") == rule.count("|") == len(result["columns"]) + 2
+    assert header.count("|") == rule.count("|") == len(result.columns) + 2
     path = tmp_path / "eval.json"
     evaluate.write_result(path, result)
-    assert json.loads(path.read_text())["columns"][0]["metrics"]["f1"]["2"] == 1.0
+    assert evaluate.read_result(path) == result
 
 
 def test_no_ground_truth_gives_no_numbers_for_object_metrics():
     out = evaluate_models(MODELS[2:], FakeSplit(has_objects=False), None)
-    m = out["columns"][0]["metrics"]
-    for key in ("recall", "precision", "f1", "recall_bound", "per_category"):
-        assert m[key] == NO_GROUND_TRUTH
-    assert m["border_share"] == 1.0  # metrics without objects still have numbers
-    assert out["ground_truth"] is False
+    m = out.columns[0].metrics
+    for field in ("recall", "precision", "f1", "recall_bound", "small_recall", "per_category"):
+        assert getattr(m, field) is None
+    assert not m.ground_truth and out.ground_truth is False
+    assert m.border_share == 1.0  # metrics without objects still have numbers
     table = evaluate.format_table(out)
     assert "| F1@2" in table and NO_GROUND_TRUTH in table
+    assert out.to_json()["columns"][0]["metrics"]["f1"] == NO_GROUND_TRUTH  # as files say
 
 
 def test_max_frames_and_bad_input():
     out = evaluate_models(MODELS[2:], FakeSplit(has_objects=False), None, max_frames=3)
-    assert out["frames"] == 3
+    assert out.frames == 3
     with pytest.raises(ValueError, match="CategorySelection"):
         evaluate_models(MODELS[2:], FakeSplit(), None)
     with pytest.raises(ValueError, match="no models"):
@@ -279,11 +285,22 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
     out = evaluate_models(models, FakeSplit(False), None, noise=NoiseConfig(), noise_seed=7)
     bars = draw_bars(np.random.default_rng(7), N, 84, 84, NoiseConfig())
     for name in ("a", "b"):
-        share = column(out, name)["distractor_share"]["0"]
+        share = column(out, name).distractor_share[0]
         assert share == pytest.approx(0.5)  # exactly the keypoint on the bar, in every frame
-    assert column(out, "a")["distractor_chance"]["0"] == pytest.approx(5 / 84)
-    assert column(out, "a")["distractor_chance"]["2"] == pytest.approx(
+    assert column(out, "a").distractor_chance[0] == pytest.approx(5 / 84)
+    assert column(out, "a").distractor_chance[2] == pytest.approx(
         evaluate.metrics.bar_area_fraction(bars, 5, 2, 84, 84).mean()
     )
-    assert out["noise"] == {"kind": "horizontal", "width": 5, "colour": [128, 0, 255], "seed": 7}
+    assert out.noise == Noise("horizontal", 5, (128, 0, 255), 7)
     assert "distractor share@2 (chance" in evaluate.format_table(out)
+
+
+@pytest.mark.parametrize("noise", [None, "none"])
+def test_no_noise_is_one_setting_however_it_is_asked_for(noise):
+    from permakey.data.noise import NoiseConfig
+
+    config = None if noise is None else NoiseConfig(kind=noise, width=3)
+    out = evaluate_models(MODELS[2:], FakeSplit(False), None, noise=config, noise_seed=7)
+    assert out.noise == Noise() and not out.noise.noisy
+    assert out.columns[0].metrics.distractor_share is None
+    assert evaluate.format_table(out).endswith("6 frames, noise none")

@@ -5,13 +5,13 @@ the real `permakey.load` reads them; only the training itself is skipped.
 """
 
 import argparse
-import json
 
 import pytest
 from conftest import make_run
 
 import permakey
 from permakey.cli import evaluate as cli
+from permakey.evaluation.evaluate import read_result
 from permakey.models.permakey import PermaKeyConfig
 from permakey.models.transporter import TransporterConfig
 
@@ -47,22 +47,22 @@ def test_evaluate_command_writes_json_and_prints_table(dataset, runs, tmp_path, 
     argv += ["--out", str(out), "--max-frames", "10", "--batch-size", "4", "--device", "cpu"]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
-    result = json.loads(out.read_text())
-    names = [c["name"] for c in result["columns"]]
+    result = read_result(out)
+    names = [c.name for c in result.columns]
     assert names[:3] == ["pk0", "template: pk0", "peaks: pk0"]
     assert "tr" in names and "peaks: tr" not in names
     assert {"random K=3", "random K=4"} <= set(names)
-    assert result["frames"] == 10 and result["dataset"]["identity"]["game"] == "Pong"
-    assert result["code"]["version"] == permakey.__version__
-    assert result["columns"][0]["identity"]["kind"] == "permakey"
-    assert result["noise"]["kind"] == "both"
+    assert result.frames == 10 and result.dataset.identity["game"] == "Pong"
+    assert result.code["version"] == permakey.__version__
+    assert result.columns[0].identity["kind"] == "permakey"
+    assert result.noise.kind == "both"
     # pk0 and pk1 differ only in their seed; the transporter is in no seed group.
-    assert [g["runs"] for g in result["seed_stability"]] == [["pk0", "pk1"]]
-    for column in result["columns"]:
-        m = column["metrics"]
-        assert 0.0 <= m["f1"]["2"] <= 1.0
-        assert 0.0 <= m["distractor_share"]["2"] <= 1.0
-    chance = result["columns"][0]["metrics"]["distractor_chance"]["0"]
+    assert [g.runs for g in result.seed_stability] == [("pk0", "pk1")]
+    for column in result.columns:
+        m = column.metrics
+        assert 0.0 <= m.f1[2] <= 1.0
+        assert 0.0 <= m.distractor_share[2] <= 1.0
+    chance = result.columns[0].metrics.distractor_chance[0]
     assert chance == pytest.approx(1 - (79 / 84) ** 2)  # two 5-pixel bars
     printed = capsys.readouterr().out
     assert "| F1@2" in printed and f"wrote {out}" in printed
@@ -75,7 +75,7 @@ def test_weights_choose_the_checkpoint_evaluated(dataset, runs):
         which: evaluate_runs(runs[:1], dataset, max_frames=4, weights=which)
         for which in ("best", "last")
     }
-    identity = {which: r["columns"][0]["identity"] for which, r in results.items()}
+    identity = {which: r.columns[0].identity for which, r in results.items()}
     assert identity["best"]["weights"] == "best.safetensors"
     assert identity["last"]["weights"] == "last.safetensors"
     assert identity["best"]["sha256"] != identity["last"]["sha256"]
@@ -98,4 +98,4 @@ def test_a_run_from_before_frames_were_recorded_still_evaluates(dataset, tmp_pat
     with pytest.warns(UserWarning, match="assuming 'area'"):
         before = evaluate_runs([old], dataset, max_frames=4)
     after = evaluate_runs([new], dataset, max_frames=4)
-    assert before["columns"][0]["metrics"] == after["columns"][0]["metrics"]
+    assert before.columns[0].metrics == after.columns[0].metrics

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from permakey.cli.main import main
-from permakey.evaluation.evaluate import format_table
+from permakey.evaluation.evaluate import format_table, read_result
 from permakey.experiments.definitions import EXPERIMENTS, SCALES
 from permakey.experiments.plan import plan_experiment
 from permakey.experiments.steps import run_step
@@ -46,9 +46,9 @@ def test_experiment_ends_with_table_json_and_figures(done):
         assert run_info["status"] == "stopped" and run_info["step"] == 2
         assert run_info["model"]["num_keypoints"] == k and run_info["train"]["precision"] == "fp32"
     (group,) = done.groups
-    result = json.loads(group.evaluation.read_text())
-    assert [c["name"] for c in result["columns"] if c["kind"] == "model"] == ["K15", "K20", "K25"]
-    assert result["frames"] == 60 and result["ground_truth"]
+    result = read_result(group.evaluation)
+    assert [c.name for c in result.models] == ["K15", "K20", "K25"]
+    assert result.frames == 60 and result.ground_truth
     assert group.table.read_text() == format_table(result) + "\n"
     assert "| F1@2" in group.table.read_text()
     assert list(group.figures.glob("*.png"))

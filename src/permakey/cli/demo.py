@@ -11,13 +11,13 @@ resumed, so running the demo again after Ctrl-C continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 from permakey.data.noise import NOISE_KINDS
 from permakey.errors import UserError
+from permakey.evaluation.results import EvaluationResult
 from permakey.experiments.steps import Step
 from permakey.models.registry import METHODS
 
@@ -29,12 +29,6 @@ DEMO_GAME = "SpaceInvaders"
 PRESETS = {"permakey": "cpu-track", "transporter": "cpu"}
 # Share of the training budget for PermaKey; Transporter gets the rest.
 PERMAKEY_SHARE = 0.6
-# Keypoints follow objects when they find some object category at least this much more often
-# (recall@2) than their own static template does.
-TRACKING_RECALL_MARGIN = 0.10
-# Otherwise, F1@2 at least this far above the template means they sit on objects a little
-# better than fixed points; below it, they only mark where objects appear.
-TRACKING_MARGIN = 0.05
 # Keypoints for games without a count in the authors' code.
 DEFAULT_KEYPOINTS = 10
 MARKER = "demo.json"
@@ -133,82 +127,40 @@ def _prepare(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _tracking_note(name: str, result: dict) -> str:
-    """One honest sentence on whether a model's keypoints follow objects or mark places.
-
-    Keypoints follow objects when some object category is found clearly more often than by
-    the model's static template (each keypoint fixed at its mean position): a fixed point
-    cannot keep up with a moving object, nor with one that a keypoint visits only in some
-    frames. The mean motion is reported, not judged: most keypoints sit on static objects
-    (scores, shields), so it is low even when some track.
-    """
-    columns = {c["name"]: c["metrics"] for c in result["columns"]}
-    if not result["ground_truth"]:
-        return f"{name}: this dataset has no object ground truth, so no claim is made."
-    mine, fixed = columns[name], columns[f"template: {name}"]
-    f1, template = mine["f1"]["2"], fixed["f1"]["2"]
-    followed = sorted(
-        (
-            (stats["recall"]["2"], fixed["per_category"][category]["recall"]["2"], category)
-            for category, stats in mine["per_category"].items()
-        ),
-        key=lambda row: row[1] - row[0],
-    )
-    followed = [row for row in followed if row[0] >= row[1] + TRACKING_RECALL_MARGIN][:3]
-    if followed:
-        found = ", ".join(
-            f"{c} in {r:.0%} of its appearances (fixed points: {t:.0%})" for r, t, c in followed
-        )
-        verdict = f"they go where objects are in each frame, as fixed points cannot: the {found}"
-    elif f1 < template + TRACKING_MARGIN:
-        verdict = (
-            "they mark where objects appear; they do not yet follow them (a fixed point per "
-            "keypoint scores about as well)"
-        )
-    else:
-        verdict = (
-            "they sit on objects a little better than their fixed mean positions, but find no "
-            "kind of object clearly more often: they mark where objects appear more than they "
-            "follow them"
-        )
-    return (
-        f"{name}: F1@2 {f1:.2f} against {template:.2f} for its static template, keypoints "
-        f"move {mine['motion']['per_step_px']:.1f} px between consecutive frames: {verdict}."
-    )
-
-
-def _metric_table(result: dict, heading: str):
+def _metric_table(result: EvaluationResult, heading: str):
     from permakey.evaluation.evaluate import table_rows
     from permakey.visualisation.report import Table
 
-    names = [c["name"] for c in result["columns"]]
-    controls = [c["name"] for c in result["columns"] if c["kind"] == "control"]
-    noise = result["noise"]["kind"]
     return Table(
-        ["metric", *names],
+        ["metric", *(c.name for c in result.columns)],
         [[label, *values] for label, values in table_rows(result)],
         heading=heading,
-        caption=f"{result['frames']} test frames, noise {noise}. Greyed columns are controls: "
-        "each model's static template (its mean keypoint positions), the error-map peaks "
-        "(PermaKey without its PointNet) and random points.",
-        control_columns=controls,
+        caption=f"{result.frames} test frames, noise {result.noise.kind}. Greyed columns are "
+        "controls: each model's static template (its mean keypoint positions), the error-map "
+        "peaks (PermaKey without its PointNet) and random points.",
+        control_columns=[c.name for c in result.controls],
         css_class="metrics",
     )
 
 
-def _report(out: Path, args, evaluations: dict[str, dict], timings: dict[str, float]) -> Path:
+def _report(
+    out: Path, args, evaluations: dict[str, EvaluationResult], timings: dict[str, float]
+) -> Path:
+    from permakey.evaluation.judgement import tracking_note
+    from permakey.runs.folder import read_run_json
     from permakey.visualisation.report import Config, Figure, Text, Timings, write_report
 
-    runs = {m: json.loads((out / "runs" / m / "run.json").read_text()) for m in METHODS}
-    notes = [_tracking_note(m, evaluations["clean"]) for m in METHODS]
+    runs = {m: read_run_json(out / "runs" / m) for m in METHODS}
+    notes = [tracking_note(evaluations["clean"], m) for m in METHODS]
     if "noisy" in evaluations:
-        columns = {c["name"]: c["metrics"] for c in evaluations["noisy"]["columns"]}
+        noisy = evaluations["noisy"]
+        r = noisy.headline_radius
         for m in METHODS:
-            share = columns[m]["distractor_share"]["2"]
-            chance = columns[m]["distractor_chance"]["2"]
+            metrics = noisy.column(m).metrics
+            share, chance = metrics.distractor_share[r], metrics.distractor_chance[r]
             notes.append(
                 f"{m} on Noisy Atari ({args.noise} bars): {share:.2f} of its keypoints lie on a "
-                f"bar (within 2 px), where random points would give {chance:.2f}."
+                f"bar (within {r} px), where random points would give {chance:.2f}."
             )
     trained = ", ".join(f"{m} {runs[m]['step']} steps ({runs[m]['status']})" for m in METHODS)
     sections = [
@@ -242,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
     from permakey.data.games import resolve_game
+    from permakey.evaluation.evaluate import read_result
     from permakey.experiments.definitions import KEYPOINTS, POLICY
     from permakey.fileio import write_json_atomic
 
@@ -280,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             "weights": "last", "device": args.device,
         }  # fmt: skip
         timed("evaluate", _permakey, Step("evaluate", evaluate))
-        evaluations[label] = json.loads(path.read_text())
+        evaluations[label] = read_result(path)
     show = {
         "runs": paths, "data": str(data), "out": str(out / "figures"), "noise": args.noise,
         "weights": "last", "overwrite": True, "device": args.device,

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.runs,
         args.data,
         split=args.split,
-        noise=None if args.noise == "none" else NoiseConfig(kind=args.noise),
+        noise=NoiseConfig(kind=args.noise),
         noise_seed=args.noise_seed,
         include=parse_names(args.categories),
         exclude=parse_names(args.exclude),

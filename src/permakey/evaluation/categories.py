@@ -82,6 +82,16 @@ class CategorySelection:
             "source": self.source,
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> CategorySelection:
+        """The selection that `to_json` wrote."""
+        return cls(
+            headline=tuple(data[HEADLINE]),
+            small=tuple(data[SMALL]),
+            excluded=tuple(data[EXCLUDED]),
+            source=data["source"],
+        )
+
 
 def normalise_game(game: str) -> str:
     """'ALE/MsPacman-v5', 'MsPacman', 'ms_pacman' -> 'mspacman'."""

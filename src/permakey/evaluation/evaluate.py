@@ -4,31 +4,42 @@
 Atari bars (drawn once from a fixed seed) for every model, runs each `TrainedModel`, builds
 the controls (random points, each model's static template, the error-map peaks of models
 that have error maps) and scores every column with the same metrics
-(`permakey.evaluation.metrics`). `evaluate_runs` loads trained runs and calls it. `format_table` turns the result into a side-by-side
-markdown table; `write_result` writes the JSON.
+(`permakey.evaluation.metrics`) into a `permakey.evaluation.results.EvaluationResult`.
+`evaluate_runs` loads trained runs and calls it. `format_table` turns the result into a
+side-by-side markdown table; `write_result` and `read_result` write and read the JSON.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from permakey.errors import UserError
 from permakey.evaluation import controls, metrics
 from permakey.evaluation.categories import HEADLINE, SMALL, CategorySelection, select_categories
+from permakey.evaluation.results import (
+    NO_GROUND_TRUTH,
+    CategoryScores,
+    Column,
+    ColumnMetrics,
+    DatasetInfo,
+    EvaluationResult,
+    Motion,
+    Noise,
+    SeedStability,
+    peaks_name,
+    random_name,
+    template_name,
+)
 from permakey.fileio import write_json_atomic
 from permakey.keypoints import to_pixels
 from permakey.runs import TrainedModel
 from permakey.runs.folder import code_version
 from permakey.runs.trained import load_runs
-
-NO_GROUND_TRUTH = "no ground truth"
-FORMAT = "permakey-evaluation"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -83,11 +94,8 @@ def ground_truth(split, num_frames: int, selection: CategorySelection, height: i
     return GroundTruth(names, selection, select_objects(offsets, keep), category[keep], boxes[keep])
 
 
-def _by_radius(values: dict[int, Any]) -> dict[str, Any]:
-    return {str(r): v for r, v in values.items()}
-
-
 def _detection_scores(keypoints, truth: GroundTruth, num_keypoints: int, radii) -> dict:
+    """The object metrics of `ColumnMetrics`, by field name."""
     headline = truth.subset(truth.selection.headline)
     small = truth.subset(truth.selection.small)
     counted = (truth.offsets, truth.category, truth.boxes)
@@ -104,18 +112,18 @@ def _detection_scores(keypoints, truth: GroundTruth, num_keypoints: int, radii) 
         if not members.any():
             continue
         offsets = select_objects(truth.offsets, members)
-        per_category[name] = {
-            "group": truth.selection.group(name),
-            "objects": int(members.sum()),
-            "recall": _by_radius({r: float(found[r][members].mean()) for r in radii}),
-            "recall_bound": metrics.recall_bound(offsets, num_keypoints),
-        }
+        per_category[name] = CategoryScores(
+            group=truth.selection.group(name),
+            objects=int(members.sum()),
+            recall={r: float(found[r][members].mean()) for r in radii},
+            recall_bound=metrics.recall_bound(offsets, num_keypoints),
+        )
     return {
-        "recall": _by_radius(recall),
-        "precision": _by_radius(precision),
-        "f1": _by_radius({r: metrics.f1(precision[r], recall[r]) for r in radii}),
+        "recall": recall,
+        "precision": precision,
+        "f1": {r: metrics.f1(precision[r], recall[r]) for r in radii},
         "recall_bound": metrics.recall_bound(headline[0], num_keypoints),
-        "small_recall": _by_radius(small_recall) if len(small[1]) else None,
+        "small_recall": small_recall if len(small[1]) else None,
         "per_category": per_category,
     }
 
@@ -130,7 +138,7 @@ def score_keypoints(
     height: int,
     width: int,
     radii: Sequence[int] = metrics.RADII,
-) -> dict:
+) -> ColumnMetrics:
     """Every metric of one column (a model or a control).
 
     Args:
@@ -145,38 +153,38 @@ def score_keypoints(
         radii: margins r in pixels.
 
     Returns:
-        A JSON-ready dict; per-radius values are keyed by str(r). ``recall`` counts the
-        headline objects, ``small_recall`` the small ones (None when there are none), and
-        ``precision`` counts a keypoint inside any headline or small box (a keypoint on a
-        bullet is on an object). ``per_category`` holds recall and recall bound of every
-        headline and small category present. Object metrics are the string
-        `NO_GROUND_TRUTH` when ``truth`` is None; distractor metrics are None without bars.
+        The metrics, per-radius values keyed by r. ``recall`` counts the headline objects,
+        ``small_recall`` the small ones (None when there are none), and ``precision`` counts
+        a keypoint inside any headline or small box (a keypoint on a bullet is on an
+        object). ``per_category`` holds recall and recall bound of every headline and small
+        category present. Object metrics are None when ``truth`` is None; distractor metrics
+        are None without bars.
     """
     num_keypoints = keypoints.shape[1]
     if truth is None:
-        scores = dict.fromkeys(
-            ["recall", "precision", "f1", "recall_bound", "small_recall", "per_category"],
-            NO_GROUND_TRUTH,
+        objects = dict.fromkeys(
+            ["recall", "precision", "f1", "recall_bound", "small_recall", "per_category"]
         )
     else:
-        scores = _detection_scores(keypoints, truth, num_keypoints, radii)
-    if bars is None:
-        scores["distractor_share"] = scores["distractor_chance"] = None
-    else:
-        scores["distractor_share"] = _by_radius(
-            {r: metrics.fraction(metrics.bar_hits(keypoints, bars, bar_width, r)) for r in radii}
-        )
-        scores["distractor_chance"] = _by_radius(
-            {
-                r: float(metrics.bar_area_fraction(bars, bar_width, r, height, width).mean())
-                for r in radii
-            }
-        )
-    scores["border_share"] = metrics.fraction(metrics.border_hits(keypoints, height, width))
-    scores["border_chance"] = metrics.border_area_fraction(height, width)
-    scores["motion"] = metrics.motion(keypoints, episode, step)
-    scores["keypoints"] = num_keypoints
-    return scores
+        objects = _detection_scores(keypoints, truth, num_keypoints, radii)
+    share = chance = None
+    if bars is not None:
+        share = {
+            r: metrics.fraction(metrics.bar_hits(keypoints, bars, bar_width, r)) for r in radii
+        }
+        chance = {
+            r: float(metrics.bar_area_fraction(bars, bar_width, r, height, width).mean())
+            for r in radii
+        }
+    return ColumnMetrics(
+        **objects,
+        distractor_share=share,
+        distractor_chance=chance,
+        border_share=metrics.fraction(metrics.border_hits(keypoints, height, width)),
+        border_chance=metrics.border_area_fraction(height, width),
+        motion=Motion(**metrics.motion(keypoints, episode, step)),
+        keypoints=num_keypoints,
+    )
 
 
 def _run_models(models: Sequence[TrainedModel], split, num_frames, bars, noise, batch_size):
@@ -213,7 +221,7 @@ def evaluate_models(
     batch_size: int = 64,
     control_seed: int = 0,
     radii: Sequence[int] = metrics.RADII,
-) -> dict:
+) -> EvaluationResult:
     """Scores several models and the controls on the same frames of one split.
 
     Args:
@@ -222,7 +230,7 @@ def evaluate_models(
         split: a `permakey.data.store.Split` (len, read_frames, episode, step, has_objects,
             object_table, categories).
         selection: which categories count; required when the split has objects.
-        noise: a `permakey.data.noise.NoiseConfig`; None or kind "none" for clean frames.
+        noise: a `permakey.data.noise.NoiseConfig`; None means kind "none": clean frames.
         noise_seed: seed of the bar positions, drawn once and shared by every model.
         max_frames: evaluate only the first this many frames (whole episodes first, so that
             consecutive frames stay consecutive).
@@ -231,18 +239,16 @@ def evaluate_models(
         radii: margins r in pixels.
 
     Returns:
-        JSON-ready dict: ``frames``, ``radii``, ``noise``, ``categories``, ``columns`` (a list
-        of {name, kind ("model" or "control"), of (the model a control belongs to), identity,
-        metrics}) and ``seed_stability`` (a list of {runs, mean_matched_distance_px}).
+        The result, without ``dataset`` and ``code`` (`evaluate_runs` adds them).
     """
     if not models:
         raise ValueError("no models to evaluate")
     num_frames = len(split) if max_frames is None else min(len(split), max_frames)
     if num_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    noisy = noise is not None and noise.kind != "none"
+    setting = Noise.from_config(noise, noise_seed)
     bars = None
-    if noisy:
+    if setting.noisy:
         from permakey.data.noise import draw_bars
 
         height, width = split.read_frames(slice(0, 1)).shape[1:3]
@@ -258,54 +264,46 @@ def evaluate_models(
 
     def score(points):
         return score_keypoints(
-            points, truth, bars, noise.width if noisy else 0, episode, step, height, width, radii
+            points, truth, bars, setting.width or 0, episode, step, height, width, radii
         )
 
     columns = []
     for model, points, model_peaks in zip(models, keypoints, peaks, strict=True):
-        columns.append(
-            {"name": model.name, "kind": "model", "of": None, "identity": model.identity()}
-        )
-        columns[-1]["metrics"] = score(points)
-        columns.append({"name": f"template: {model.name}", "kind": "control", "of": model.name})
-        columns[-1]["metrics"] = score(controls.static_template(points))
+        columns.append(Column(model.name, "model", score(points), identity=model.identity()))
+        template = score(controls.static_template(points))
+        columns.append(Column(template_name(model.name), "control", template, of=model.name))
         if model_peaks is not None:
-            columns.append({"name": f"peaks: {model.name}", "kind": "control", "of": model.name})
-            columns[-1]["metrics"] = score(model_peaks)
+            columns.append(
+                Column(peaks_name(model.name), "control", score(model_peaks), of=model.name)
+            )
     for k in sorted({points.shape[1] for points in keypoints}):
         random_points = controls.random_keypoints(num_frames, k, height, width, control_seed)
-        columns.append({"name": f"random K={k}", "kind": "control", "of": None})
-        columns[-1]["metrics"] = score(random_points)
+        columns.append(Column(random_name(k), "control", score(random_points)))
 
     groups: dict[str, list[int]] = {}
     for i, model in enumerate(models):
         if model.seed_group() is not None:
             groups.setdefault(model.seed_group(), []).append(i)
     stability = [
-        {
-            "runs": [models[i].name for i in members],
-            "mean_matched_distance_px": metrics.seed_stability([keypoints[i] for i in members]),
-        }
+        SeedStability(
+            runs=tuple(models[i].name for i in members),
+            mean_matched_distance_px=metrics.seed_stability([keypoints[i] for i in members]),
+        )
         for members in groups.values()
         if len(members) > 1
     ]
-    return {
-        "frames": num_frames,
-        "frame_size": [int(height), int(width)],
-        "radii": list(radii),
-        "headline_radius": metrics.HEADLINE_RADIUS,
-        "ground_truth": truth is not None,
-        "categories": selection.to_json() if selection else None,
-        "noise": {
-            "kind": noise.kind if noisy else "none",
-            "width": noise.width if noisy else None,
-            "colour": list(noise.colour) if noisy else None,
-            "seed": noise_seed if noisy else None,
-        },
-        "control_seed": control_seed,
-        "columns": columns,
-        "seed_stability": stability,
-    }
+    return EvaluationResult(
+        frames=num_frames,
+        frame_size=(int(height), int(width)),
+        radii=tuple(radii),
+        headline_radius=metrics.HEADLINE_RADIUS,
+        ground_truth=truth is not None,
+        categories=selection,
+        noise=setting,
+        control_seed=control_seed,
+        columns=tuple(columns),
+        seed_stability=tuple(stability),
+    )
 
 
 def evaluate_runs(
@@ -321,14 +319,14 @@ def evaluate_runs(
     device: str = "cpu",
     control_seed: int = 0,
     weights: str = "best",
-) -> dict:
+) -> EvaluationResult:
     """Evaluates trained runs on a dataset split: `evaluate_models` plus identities.
 
     Args:
         runs: run folders written by ``permakey train``.
         data: dataset folder written by ``permakey collect``.
         split: "train", "val" or "test".
-        noise: `permakey.data.noise.NoiseConfig`, or None for clean frames.
+        noise: `permakey.data.noise.NoiseConfig`; None means kind "none": clean frames.
         noise_seed: seed of the bar positions.
         include: ``--categories``: headline categories (default: the game's table).
         exclude: ``--exclude``: categories to leave out.
@@ -339,7 +337,7 @@ def evaluate_runs(
         weights: "best" or "last" weights of every run (in each column's identity).
 
     Returns:
-        The `evaluate_models` dict plus ``format``, ``code`` and ``dataset`` identity.
+        The `evaluate_models` result with its ``dataset`` and ``code``.
     """
     from permakey.data.store import open_split
 
@@ -362,93 +360,103 @@ def evaluate_runs(
         batch_size=batch_size,
         control_seed=control_seed,
     )
-    result["dataset"] = {
-        "path": str(data),
-        "split": split,
-        "identity": data_split.identity(),
-        "meta": data_split.meta,
-    }
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "code": code_version(), **result}
+    dataset = DatasetInfo(str(data), split, data_split.identity(), data_split.meta)
+    return replace(result, dataset=dataset, code=code_version())
 
 
-def write_result(path: str | Path, result: dict) -> None:
-    """Writes an evaluation result as JSON, atomically."""
-    write_json_atomic(path, result)
+def write_result(path: str | Path, result: EvaluationResult) -> None:
+    """Writes an evaluation result as JSON (`EvaluationResult.to_json`), atomically."""
+    write_json_atomic(path, result.to_json())
 
 
-def _number(value, digits: int = 3) -> str:
-    if isinstance(value, str):
-        return value
+def read_result(path: str | Path) -> EvaluationResult:
+    """The evaluation result of a JSON file that `write_result` wrote.
+
+    Raises:
+        UserError: the file is missing, or holds no evaluation result that this version reads.
+    """
+    try:
+        return EvaluationResult.from_json(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such evaluation result") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        reason = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
+        raise UserError(f"{path}: not a readable evaluation result ({reason})") from None
+
+
+def _number(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "n/a"
     return f"{value:.{digits}f}"
 
 
-def table_rows(result: dict) -> list[tuple[str, list[str]]]:
+def table_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
     """The rows of `format_table`: (metric label, one formatted value per column)."""
-    columns = [column["metrics"] for column in result["columns"]]
-    radii = [str(r) for r in result["radii"]]
+    columns = [column.metrics for column in result.columns]
     rows = []
 
-    def per_radius(key: str, label: str):
-        for r in radii:
-            rows.append((f"{label}@{r}", [_number(_get(m[key], r)) for m in columns]))
+    def per_radius(field: str, label: str):
+        for r in result.radii:
+            values = [_object_metric(result, getattr(m, field), r) for m in columns]
+            rows.append((f"{label}@{r}", values))
 
     per_radius("f1", "F1")
     per_radius("recall", "object recall")
-    rows.append(("recall bound K/n", [_number(m["recall_bound"]) for m in columns]))
+    bound = [_object_metric(result, m.recall_bound) for m in columns]
+    rows.append(("recall bound K/n", bound))
     per_radius("precision", "keypoint precision")
-    if any(isinstance(m["small_recall"], dict) for m in columns):
+    if any(m.small_recall is not None for m in columns):
         per_radius("small_recall", "small-object recall")
-    headline = str(result["headline_radius"])
-    categories = result["categories"] or {}
-    for group in (HEADLINE, SMALL):
-        for name in categories.get(group, []):
+    headline = result.headline_radius
+    selection = result.categories
+    groups = [] if selection is None else [(HEADLINE, selection.headline), (SMALL, selection.small)]
+    for group, names in groups:
+        for name in names:
             values = []
             present = False
             for m in columns:
-                entry = m["per_category"]
-                if isinstance(entry, str):
-                    values.append(entry)
-                elif name in entry:
+                if m.per_category is None:
+                    values.append(NO_GROUND_TRUTH)
+                elif name in m.per_category:
                     present = True
-                    values.append(_number(entry[name]["recall"][headline]))
+                    values.append(_number(m.per_category[name].recall[headline]))
                 else:
                     values.append("n/a")
             if present:
                 rows.append((f"recall@{headline} {name} ({group})", values))
-    if columns[0]["distractor_share"] is not None:
-        for r in radii:
-            chance = columns[0]["distractor_chance"][r]
+    if columns[0].distractor_share is not None:
+        for r in result.radii:
+            chance = columns[0].distractor_chance[r]
             rows.append(
                 (
                     f"distractor share@{r} (chance {chance:.3f})",
-                    [_number(m["distractor_share"][r]) for m in columns],
+                    [_number(m.distractor_share[r]) for m in columns],
                 )
             )
-    chance = columns[0]["border_chance"]
-    rows.append(
-        (f"border share (chance {chance:.3f})", [_number(m["border_share"]) for m in columns])
-    )
-    rows.append(
-        ("motion from mean (px)", [_number(m["motion"]["from_mean_px"], 2) for m in columns])
-    )
-    rows.append(("motion per step (px)", [_number(m["motion"]["per_step_px"], 2) for m in columns]))
-    rows.append(("keypoints K", [str(m["keypoints"]) for m in columns]))
+    chance = columns[0].border_chance
+    rows.append((f"border share (chance {chance:.3f})", [_number(m.border_share) for m in columns]))
+    rows.append(("motion from mean (px)", [_number(m.motion.from_mean_px, 2) for m in columns]))
+    rows.append(("motion per step (px)", [_number(m.motion.per_step_px, 2) for m in columns]))
+    rows.append(("keypoints K", [str(m.keypoints) for m in columns]))
     return rows
 
 
-def _get(value, key: str):
-    return value if isinstance(value, str) or value is None else value[key]
+def _object_metric(result: EvaluationResult, value, radius: int | None = None) -> str:
+    """An object metric's cell: `NO_GROUND_TRUTH` without objects, "n/a" where None."""
+    if not result.ground_truth:
+        return NO_GROUND_TRUTH
+    if radius is not None and value is not None:
+        value = value[radius]
+    return _number(value)
 
 
-def format_table(result: dict) -> str:
+def format_table(result: EvaluationResult) -> str:
     """The result as a side-by-side markdown table: one column per model and control.
 
     Object metrics read "no ground truth" for a dataset without objects, "n/a" where a value
     does not apply; seed stability follows the table, one line per group of seeds.
     """
-    header = ["metric"] + [column["name"] for column in result["columns"]]
+    header = ["metric"] + [column.name for column in result.columns]
     rows = [header, ["---"] * len(header)] + [
         [label, *values] for label, values in table_rows(result)
     ]
@@ -460,15 +468,15 @@ def format_table(result: dict) -> str:
             for cell, width in zip(row, widths, strict=True)
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    for group in result["seed_stability"]:
+    for group in result.seed_stability:
         lines.append(
-            f"\nseed stability ({', '.join(group['runs'])}): "
-            f"mean matched distance {group['mean_matched_distance_px']:.2f} px"
+            f"\nseed stability ({', '.join(group.runs)}): "
+            f"mean matched distance {group.mean_matched_distance_px:.2f} px"
         )
-    noise = result["noise"]
+    noise = result.noise
     lines.append(
-        f"\n{result['frames']} frames, noise {noise['kind']}"
-        + (f" (seed {noise['seed']})" if noise["seed"] is not None else "")
-        + (f"; categories: {result['categories']['source']}" if result["categories"] else "")
+        f"\n{result.frames} frames, noise {noise.kind}"
+        + (f" (seed {noise.seed})" if noise.seed is not None else "")
+        + (f"; categories: {result.categories.source}" if result.categories else "")
     )
     return "\n".join(lines)

@@ -271,10 +271,9 @@ def _label(*parts: str) -> str:
 
 def write_table(group: GroupPlan) -> None:
     """Writes the group's markdown table (`format_table`) from its evaluation JSON."""
-    from permakey.evaluation.evaluate import format_table
+    from permakey.evaluation.evaluate import format_table, read_result
 
-    result = json.loads(group.evaluation.read_text())
-    write_text_atomic(group.table, format_table(result) + "\n")
+    write_text_atomic(group.table, format_table(read_result(group.evaluation)) + "\n")
 
 
 def write_tables(plan: ExperimentPlan) -> Path:

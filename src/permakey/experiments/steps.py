@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from permakey.errors import UserError
+from permakey.evaluation.results import EvaluationResult
 
 STEP_KINDS = ("collect", "train", "resume", "evaluate", "show")
 # Exit statuses, as the command line's: a step that failed with a `UserError` (its message
@@ -82,7 +83,7 @@ def evaluate(
     noise: str = "none",
     weights: str = "best",
     device: str = "auto",
-) -> dict:
+) -> EvaluationResult:
     """Evaluates runs together on a dataset's test split and writes the result as JSON.
 
     Args:
@@ -102,7 +103,7 @@ def evaluate(
     result = evaluate_runs(
         runs,
         data,
-        noise=None if noise == "none" else NoiseConfig(kind=noise),
+        noise=NoiseConfig(kind=noise),
         weights=weights,
         device=device,
     )

@@ -256,7 +256,7 @@ def show_runs(
         data_split,
         game=str(data_split.meta.get("game", "")),
         num_frames=frames,
-        noise=None if noise == "none" else NoiseConfig(kind=noise),
+        noise=NoiseConfig(kind=noise),
         noise_seed=noise_seed,
         episode_frames=episode_frames,
         all_seeds=seeds,

@@ -1,0 +1,443 @@
+"""What an evaluation found, as typed objects, and the JSON file that holds it.
+
+`permakey.evaluation.evaluate.evaluate_models` returns an `EvaluationResult`: one `Column`
+per model and per control, each with its `ColumnMetrics`. Per-radius values are dicts keyed
+by the int radius r in pixels (``metrics.f1[2]``). The JSON file keys them by ``str(r)``, as
+JSON requires; `to_json` and `from_json` convert at that boundary, and nothing else sees the
+string keys.
+
+A dataset without object ground truth has no object metrics: their fields are None,
+``EvaluationResult.ground_truth`` is False, and the file (as since format version 1) holds the
+string `NO_GROUND_TRUTH` in their place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from permakey.evaluation.categories import CategorySelection
+
+FORMAT = "permakey-evaluation"
+FORMAT_VERSION = 1
+# What the file says, and the table prints, in place of an object metric without objects.
+NO_GROUND_TRUTH = "no ground truth"
+
+PerRadius = dict[int, float | None]  # radius r in pixels -> value (None: nothing to count)
+
+
+def template_name(model: str) -> str:
+    """Name of the column of ``model``'s static template (its mean keypoint positions)."""
+    return f"template: {model}"
+
+
+def peaks_name(model: str) -> str:
+    """Name of the column of ``model``'s error-map peaks (models with error maps only)."""
+    return f"peaks: {model}"
+
+
+def random_name(num_keypoints: int) -> str:
+    """Name of the column of K random points, shared by the models with K keypoints."""
+    return f"random K={num_keypoints}"
+
+
+def _radii_to_json(values: PerRadius | None) -> dict[str, float | None] | None:
+    return None if values is None else {str(r): v for r, v in values.items()}
+
+
+def _radii_from_json(values: dict[str, Any] | None) -> PerRadius | None:
+    return None if values is None else {int(r): v for r, v in values.items()}
+
+
+def _object_metric(value: Any) -> Any:
+    """A file's object metric, None where the file says `NO_GROUND_TRUTH`."""
+    return None if value == NO_GROUND_TRUTH else value
+
+
+@dataclass(frozen=True)
+class CategoryScores:
+    """Recall of one object category.
+
+    Attributes:
+        group: "headline" or "small" (`permakey.evaluation.categories`).
+        objects: how many objects of the category the evaluated frames hold.
+        recall: per radius, the share of those objects with a keypoint in their box, in [0, 1].
+        recall_bound: the best recall K keypoints per frame can reach, in [0, 1].
+    """
+
+    group: str
+    objects: int
+    recall: PerRadius
+    recall_bound: float | None
+
+    def to_json(self) -> dict:
+        return {
+            "group": self.group,
+            "objects": self.objects,
+            "recall": _radii_to_json(self.recall),
+            "recall_bound": self.recall_bound,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CategoryScores:
+        return cls(
+            data["group"], data["objects"], _radii_from_json(data["recall"]), data["recall_bound"]
+        )
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How much keypoints move (`permakey.evaluation.metrics.motion`).
+
+    Attributes:
+        from_mean_px: mean distance of a keypoint from its own mean position, in pixels.
+        per_step_px: mean distance a keypoint moves between consecutive frames of an
+            episode, in pixels; None without consecutive frames.
+    """
+
+    from_mean_px: float
+    per_step_px: float | None
+
+    def to_json(self) -> dict:
+        return {"from_mean_px": self.from_mean_px, "per_step_px": self.per_step_px}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Motion:
+        return cls(data["from_mean_px"], data["per_step_px"])
+
+
+@dataclass(frozen=True)
+class ColumnMetrics:
+    """Every metric of one column (a model or a control); shares and rates are in [0, 1].
+
+    Object metrics (``recall`` to ``per_category``) are None without ground truth; a value
+    inside them is None where there is nothing to count (e.g. no headline object).
+
+    Attributes:
+        recall: per radius, the share of headline objects with a keypoint in their box.
+        precision: per radius, the share of keypoints inside a headline or small box.
+        f1: per radius, the harmonic mean of precision and recall.
+        recall_bound: the best headline recall K keypoints per frame can reach.
+        small_recall: per radius, recall of the small objects; None also with ground truth
+            when the frames hold no small object.
+        per_category: recall of every headline and small category present, by name.
+        distractor_share: per radius, the share of keypoints on a Noisy Atari bar; None on
+            clean frames.
+        distractor_chance: per radius, the share of the frame the bars cover, i.e. the
+            distractor share of uniformly random points; None on clean frames.
+        border_share: the share of keypoints within `metrics.BORDER_PX` of the frame's edge.
+        border_chance: the share of the frame that band covers.
+        motion: how much the keypoints move.
+        keypoints: K, keypoints per frame.
+    """
+
+    recall: PerRadius | None
+    precision: PerRadius | None
+    f1: PerRadius | None
+    recall_bound: float | None
+    small_recall: PerRadius | None
+    per_category: dict[str, CategoryScores] | None
+    distractor_share: PerRadius | None
+    distractor_chance: PerRadius | None
+    border_share: float | None
+    border_chance: float
+    motion: Motion
+    keypoints: int
+
+    @property
+    def ground_truth(self) -> bool:
+        """Whether the object metrics were measured (the dataset has objects)."""
+        return self.recall is not None
+
+    def to_json(self) -> dict:
+        """The metrics as the file holds them: str radius keys, `NO_GROUND_TRUTH` strings."""
+        if self.ground_truth:
+            objects = {
+                "recall": _radii_to_json(self.recall),
+                "precision": _radii_to_json(self.precision),
+                "f1": _radii_to_json(self.f1),
+                "recall_bound": self.recall_bound,
+                "small_recall": _radii_to_json(self.small_recall),
+                "per_category": {n: s.to_json() for n, s in self.per_category.items()},
+            }
+        else:
+            objects = dict.fromkeys(
+                ["recall", "precision", "f1", "recall_bound", "small_recall", "per_category"],
+                NO_GROUND_TRUTH,
+            )
+        return {
+            **objects,
+            "distractor_share": _radii_to_json(self.distractor_share),
+            "distractor_chance": _radii_to_json(self.distractor_chance),
+            "border_share": self.border_share,
+            "border_chance": self.border_chance,
+            "motion": self.motion.to_json(),
+            "keypoints": self.keypoints,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ColumnMetrics:
+        per_category = _object_metric(data["per_category"])
+        return cls(
+            recall=_radii_from_json(_object_metric(data["recall"])),
+            precision=_radii_from_json(_object_metric(data["precision"])),
+            f1=_radii_from_json(_object_metric(data["f1"])),
+            recall_bound=_object_metric(data["recall_bound"]),
+            small_recall=_radii_from_json(_object_metric(data["small_recall"])),
+            per_category=None
+            if per_category is None
+            else {n: CategoryScores.from_json(s) for n, s in per_category.items()},
+            distractor_share=_radii_from_json(data["distractor_share"]),
+            distractor_chance=_radii_from_json(data["distractor_chance"]),
+            border_share=data["border_share"],
+            border_chance=data["border_chance"],
+            motion=Motion.from_json(data["motion"]),
+            keypoints=data["keypoints"],
+        )
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the table: a model, or a control.
+
+    Attributes:
+        name: the column's name (controls: `template_name`, `peaks_name`, `random_name`).
+        kind: "model" or "control".
+        metrics: its scores.
+        of: the model a control belongs to; None for models and the random controls.
+        identity: what identifies a model (run folder, weights, run.json...); None for
+            controls.
+    """
+
+    name: str
+    kind: Literal["model", "control"]
+    metrics: ColumnMetrics
+    of: str | None = None
+    identity: dict | None = None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "of": self.of}
+        if self.kind == "model":  # the file has held an identity for models only
+            out["identity"] = self.identity
+        return {**out, "metrics": self.metrics.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Column:
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            metrics=ColumnMetrics.from_json(data["metrics"]),
+            of=data.get("of"),
+            identity=data.get("identity"),
+        )
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The Noisy Atari bars painted over the evaluated frames; kind "none" for clean frames.
+
+    Attributes:
+        kind: "none", "horizontal", "vertical" or "both".
+        width: bar thickness in pixels; None for clean frames.
+        colour: RGB, each 0-255; None for clean frames.
+        seed: seed of the bar positions; None for clean frames.
+    """
+
+    kind: str = "none"
+    width: int | None = None
+    colour: tuple[int, int, int] | None = None
+    seed: int | None = None
+
+    @classmethod
+    def from_config(cls, config, seed: int) -> Noise:
+        """The bars of a `permakey.data.noise.NoiseConfig`: the one place that reads None and
+        kind "none" alike as clean frames."""
+        if config is None or config.kind == "none":
+            return cls()
+        return cls(config.kind, config.width, tuple(config.colour), seed)
+
+    @property
+    def noisy(self) -> bool:
+        return self.kind != "none"
+
+    def to_json(self) -> dict:
+        colour = None if self.colour is None else list(self.colour)
+        return {"kind": self.kind, "width": self.width, "colour": colour, "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Noise:
+        colour = None if data["colour"] is None else tuple(data["colour"])
+        return cls(data["kind"], data["width"], colour, data["seed"])
+
+
+@dataclass(frozen=True)
+class SeedStability:
+    """How far apart the keypoints of runs that differ only in their seed lie.
+
+    Attributes:
+        runs: the model columns of the group.
+        mean_matched_distance_px: mean distance between optimally matched keypoints of
+            every pair of runs, in pixels.
+    """
+
+    runs: tuple[str, ...]
+    mean_matched_distance_px: float | None
+
+    def to_json(self) -> dict:
+        return {"runs": list(self.runs), "mean_matched_distance_px": self.mean_matched_distance_px}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SeedStability:
+        return cls(tuple(data["runs"]), data["mean_matched_distance_px"])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Which data was evaluated.
+
+    Attributes:
+        path: the dataset folder, as given.
+        split: "train", "val" or "test".
+        identity: the split's identity (`permakey.data.store.Split.identity`).
+        meta: the dataset's meta.json.
+    """
+
+    path: str
+    split: str
+    identity: dict
+    meta: dict
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "split": self.split,
+            "identity": self.identity,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> DatasetInfo:
+        return cls(data["path"], data["split"], data["identity"], data["meta"])
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Every model and control scored on the same frames.
+
+    Attributes:
+        frames: N, frames evaluated.
+        frame_size: (H, W) of the frames.
+        radii: the margins r in pixels of the per-radius metrics.
+        headline_radius: the r of the headline numbers.
+        ground_truth: whether the dataset has objects (else no object metric is measured).
+        categories: which categories count; None when none was given (no objects).
+        noise: the bars painted over the frames.
+        control_seed: seed of the random controls.
+        columns: models and controls in table order: each model, then its template, then
+            its error-map peaks (if any); the random controls last, one per K.
+        seed_stability: one entry per group of runs that differ only in their seed.
+        dataset: the data evaluated; None when not known (`evaluate_models` on a split).
+        code: the package version and git commit that evaluated; None when not known.
+    """
+
+    frames: int
+    frame_size: tuple[int, int]
+    radii: tuple[int, ...]
+    headline_radius: int
+    ground_truth: bool
+    categories: CategorySelection | None
+    noise: Noise
+    control_seed: int
+    columns: tuple[Column, ...]
+    seed_stability: tuple[SeedStability, ...] = ()
+    dataset: DatasetInfo | None = None
+    code: dict | None = None
+
+    @property
+    def models(self) -> tuple[Column, ...]:
+        """The model columns, in table order."""
+        return tuple(c for c in self.columns if c.kind == "model")
+
+    @property
+    def controls(self) -> tuple[Column, ...]:
+        """The control columns, in table order."""
+        return tuple(c for c in self.columns if c.kind == "control")
+
+    def column(self, name: str) -> Column:
+        """The column named ``name``.
+
+        Raises:
+            KeyError: no such column (the message lists them).
+        """
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(
+            f"no column {name!r}; the columns are {', '.join(c.name for c in self.columns)}"
+        )
+
+    def template_of(self, model: str) -> Column:
+        """The static template control of the model column ``model``."""
+        return self.column(template_name(model))
+
+    def peaks_of(self, model: str) -> Column | None:
+        """The error-map peaks control of ``model``; None for a model without error maps."""
+        name = peaks_name(model)
+        return next((c for c in self.columns if c.name == name), None)
+
+    def random_for(self, model: str) -> Column:
+        """The random control with as many keypoints as the model column ``model``."""
+        return self.column(random_name(self.column(model).metrics.keypoints))
+
+    def to_json(self) -> dict:
+        """The JSON file's contents (str radius keys; see `from_json`)."""
+        out: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        if self.code is not None:
+            out["code"] = self.code
+        out |= {
+            "frames": self.frames,
+            "frame_size": list(self.frame_size),
+            "radii": list(self.radii),
+            "headline_radius": self.headline_radius,
+            "ground_truth": self.ground_truth,
+            "categories": None if self.categories is None else self.categories.to_json(),
+            "noise": self.noise.to_json(),
+            "control_seed": self.control_seed,
+            "columns": [c.to_json() for c in self.columns],
+            "seed_stability": [s.to_json() for s in self.seed_stability],
+        }
+        if self.dataset is not None:
+            out["dataset"] = self.dataset.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvaluationResult:
+        """The result of a file that `to_json` wrote, in this or an earlier format version.
+
+        Raises:
+            ValueError: not an evaluation result, or one of a newer format version.
+            KeyError, TypeError: an entry is missing or of the wrong type.
+        """
+        if not isinstance(data, dict) or data.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"not a {FORMAT} file")
+        version = data.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"format version {version} is newer than this permakey reads ({FORMAT_VERSION})"
+            )
+        categories = data["categories"]
+        dataset = data.get("dataset")
+        return cls(
+            frames=data["frames"],
+            frame_size=tuple(data["frame_size"]),
+            radii=tuple(data["radii"]),
+            headline_radius=data["headline_radius"],
+            ground_truth=data["ground_truth"],
+            categories=None if categories is None else CategorySelection.from_json(categories),
+            noise=Noise.from_json(data["noise"]),
+            control_seed=data["control_seed"],
+            columns=tuple(Column.from_json(c) for c in data["columns"]),
+            seed_stability=tuple(SeedStability.from_json(s) for s in data["seed_stability"]),
+            dataset=None if dataset is None else DatasetInfo.from_json(dataset),
+            code=data.get("code"),
+        )

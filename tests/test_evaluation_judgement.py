@@ -1,0 +1,78 @@
+"""The judgement of what keypoints do: follow objects, or mark where objects appear."""
+
+import dataclasses
+
+import pytest
+
+from permakey.evaluation.judgement import judge_tracking, tracking_note
+from permakey.evaluation.results import (
+    CategoryScores,
+    Column,
+    ColumnMetrics,
+    EvaluationResult,
+    Motion,
+    Noise,
+)
+
+
+def metrics(f1: float, player: float) -> ColumnMetrics:
+    categories = {"Player": player, "Shield": 0.9}
+    return ColumnMetrics(
+        recall={2: f1},
+        precision={2: f1},
+        f1={2: f1},
+        recall_bound=1.0,
+        small_recall=None,
+        per_category={
+            c: CategoryScores("headline", 10, {2: r}, 1.0) for c, r in categories.items()
+        },
+        distractor_share=None,
+        distractor_chance=None,
+        border_share=0.0,
+        border_chance=0.09,
+        motion=Motion(3.0, 0.4),
+        keypoints=5,
+    )
+
+
+def result(f1: float, player: float) -> EvaluationResult:
+    return EvaluationResult(
+        frames=10,
+        frame_size=(84, 84),
+        radii=(2,),
+        headline_radius=2,
+        ground_truth=True,
+        categories=None,
+        noise=Noise(),
+        control_seed=0,
+        columns=(
+            Column("pk", "model", metrics(f1, player)),
+            Column("template: pk", "control", metrics(0.60, 0.35), of="pk"),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("f1", "player", "outcome", "says"),
+    [
+        (0.60, 0.40, "marks places", "they do not yet follow them"),  # no better than template
+        # A better F1, but no category found clearly more often than by fixed points.
+        (0.70, 0.40, "closer than fixed points", "find no kind of object clearly more often"),
+        (0.60, 0.96, "follows", "the Player in 96% of its appearances (fixed points: 35%)"),
+    ],
+)
+def test_the_verdict_says_plainly_whether_keypoints_track(f1, player, outcome, says):
+    evaluated = result(f1, player)
+    verdict = judge_tracking(evaluated, "pk")
+    assert verdict.outcome == outcome
+    assert [f.category for f in verdict.followed] == (["Player"] if outcome == "follows" else [])
+    note = tracking_note(evaluated, "pk")
+    assert says in note
+    assert note.startswith(f"pk: F1@2 {f1:.2f} against 0.60 for its static template")
+    assert "keypoints move 0.4 px between consecutive frames" in note
+
+
+def test_no_claim_without_ground_truth():
+    evaluated = dataclasses.replace(result(0.6, 0.96), ground_truth=False)
+    assert judge_tracking(evaluated, "pk").outcome == "no ground truth"
+    assert "no object ground truth" in tracking_note(evaluated, "pk")
