@@ -16,8 +16,8 @@ from functools import cache
 from typing import Any
 
 from permakey.config import JsonConfig
+from permakey.data.noise import NOISE_KINDS
 
-NOISE_KINDS = ("none", "horizontal", "vertical", "both")
 DECAYS = ("inverse-time", "exponential", "none")
 PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda", "mps")

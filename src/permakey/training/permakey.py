@@ -17,7 +17,7 @@ from permakey.models import permakey as model_lib
 from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
 from permakey.training.optim import ParamGroup
-from permakey.visualisation.figures import as_frames, keypoint_figure
+from permakey.visualisation.figures import training_pictures
 
 
 class PermaKeyMethod:
@@ -98,24 +98,11 @@ class PermaKeyMethod:
         images = to_float(batch["frame"], device, cfg.channels_last)
         out = model(images)
         model.train()
-        layers = model.config.lsp_layers
         maps = {
-            f"error map, layer {layer}": m.cpu()
-            for layer, m in zip(layers, out.error_maps, strict=True)
+            f"error map, layer {layer}": m
+            for layer, m in zip(model.error_layers, out.error_maps, strict=True)
         }
-        return {
-            "val/keypoints": np.asarray(
-                keypoint_figure(
-                    batch["frame"].permute(0, 2, 3, 1).numpy(),
-                    {"permakey": out.centres.cpu()},
-                    maps,
-                    scale=2,
-                )
-            ),
-            "val/reconstruction": np.asarray(
-                keypoint_figure(as_frames(out.reconstruction), {}, scale=2)
-            ),
-        }
+        return training_pictures(batch["frame"], self.kind, out.centres, out.reconstruction, maps)
 
 
 def _unwrap(model: nn.Module) -> PermaKey:

@@ -15,7 +15,7 @@ from permakey.models import transporter as model_lib
 from permakey.models.transporter import Transporter, TransporterConfig, TransporterOutput
 from permakey.training.config import PRESETS, TrainConfig, TransporterTrainConfig
 from permakey.training.optim import ParamGroup
-from permakey.visualisation.figures import as_frames, keypoint_figure
+from permakey.visualisation.figures import training_pictures
 
 
 class TransporterMethod:
@@ -81,15 +81,4 @@ class TransporterMethod:
         target = to_float(batch["target"], device, cfg.channels_last)
         out = model(source, target)
         model.train()
-        return {
-            "val/keypoints": np.asarray(
-                keypoint_figure(
-                    batch["target"].permute(0, 2, 3, 1).numpy(),
-                    {"transporter": out.target_centres.cpu()},
-                    scale=2,
-                )
-            ),
-            "val/reconstruction": np.asarray(
-                keypoint_figure(as_frames(out.reconstruction), {}, scale=2)
-            ),
-        }
+        return training_pictures(batch["target"], self.kind, out.target_centres, out.reconstruction)

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from permakey.fileio import atomic_path
@@ -238,6 +239,34 @@ def keypoint_figure(
         keypoint_legend(k_max),
         "colour = keypoint index:",
     )
+
+
+def training_pictures(
+    frames: torch.Tensor,
+    name: str,
+    centres: torch.Tensor,
+    reconstruction: torch.Tensor,
+    error_maps: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, np.ndarray]:
+    """The TensorBoard pictures of a validation batch, for every method alike.
+
+    Args:
+        frames: (N, 3, H, W) uint8, the frames the keypoints were computed on.
+        name: the method, the keypoints' row label.
+        centres: (N, K, 2) float, (y, x) in [-1, 1].
+        reconstruction: (N, 3, H, W) float in [0, 1], the model's reconstruction of the frames.
+        error_maps: row label -> (N, h, w) float maps, for methods that have them.
+
+    Returns:
+        "val/keypoints" (frames, keypoints, error maps) and "val/reconstruction", each an
+        (H', W', 3) uint8 picture.
+    """
+    shown = frames.permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
+    maps = {label: m.cpu() for label, m in (error_maps or {}).items()}
+    return {
+        "val/keypoints": np.asarray(keypoint_figure(shown, {name: centres.cpu()}, maps, scale=2)),
+        "val/reconstruction": np.asarray(keypoint_figure(as_frames(reconstruction), {}, scale=2)),
+    }
 
 
 def window_figure(
