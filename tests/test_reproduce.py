@@ -378,7 +378,8 @@ def test_estimates_read_a_full_benchmark(tmp_path):
     bench = {"quick": False, "permakey_train_img_s_fp32": 400.0, "transporter_train_pairs_s": 900.0}
     (tmp_path / "full.json").write_text(json.dumps(bench))
     rates = benchmark_rates(tmp_path)
-    assert rates.permakey_img_s["paper"] == 400.0 and rates.transporter_pairs_s == 900.0
+    assert rates.rate("permakey", "paper") == 400.0 and rates.rate("transporter", "paper") == 900.0
+    assert rates.rate("permakey", "cpu-track") == 400.0  # a preset without a rate: the paper's
     assert "full.json" in rates.source
 
 

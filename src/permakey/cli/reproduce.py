@@ -260,8 +260,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--scale paper needs a GPU and this machine has none: about "
             f"{format_minutes(work / args.workers)} here (up to 100 epochs per run at "
-            f"{rates.permakey_img_s['paper']:.1f} PermaKey images/s and "
-            f"{rates.transporter_pairs_s:.1f} Transporter pairs/s, from {rates.source}); pass "
+            f"{rates.rate('permakey', 'paper'):.1f} PermaKey images/s and "
+            f"{rates.rate('transporter', 'paper'):.1f} Transporter pairs/s, from {rates.source}); pass "
             "--yes to start anyway, or --print-commands for a cluster"
         )
     worst = 0

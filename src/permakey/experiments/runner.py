@@ -95,19 +95,22 @@ class Rates:
     """Training speeds for time estimates.
 
     Attributes:
-        permakey_img_s: PermaKey training images/s, per training preset.
-        transporter_pairs_s: Transporter training frame pairs/s.
+        items_per_s: per method, per training preset, training items/s (PermaKey: images,
+            Transporter: frame pairs); a preset not listed goes at its method's "paper" rate.
         source: where the numbers come from.
     """
 
-    permakey_img_s: dict[str, float]
-    transporter_pairs_s: float
+    items_per_s: dict[str, dict[str, float]]
     source: str
+
+    def rate(self, method: str, preset: str) -> float:
+        """Training items/s of ``method`` with ``preset``."""
+        table = self.items_per_s[method]
+        return table.get(preset, table["paper"])
 
 
 DEFAULT_RATES = Rates(
-    {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0},
-    25.0,
+    {"permakey": {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0}, "transporter": {"paper": 25.0}},
     "measured on this project's 2-core development CPU in float32: PermaKey paper preset ~8 "
     "images/s (training loop), cpu preset ~26 and Transporter ~25 frame pairs/s "
     "(benchmarks/bench.py --quick, 1 thread)",
@@ -127,14 +130,15 @@ def benchmark_rates(folder: str | Path = "benchmarks") -> Rates:
         pairs = bench.get("transporter_train_pairs_s")
         if not paper or not pairs:
             continue
-        rates = dict(DEFAULT_RATES.permakey_img_s, paper=paper)
+        permakey = dict(DEFAULT_RATES.items_per_s["permakey"], paper=paper)
         for preset, key in (
             ("authors-code", "permakey_authors_train_img_s_fp32"),
             ("cpu", "permakey_cpu_preset_train_img_s_fp32"),
         ):
-            rates[preset] = bench.get(key) or rates[preset]
+            permakey[preset] = bench.get(key) or permakey[preset]
         device = bench.get("machine", {}).get("device_name", "unknown device")
-        return Rates(rates, pairs, f"{path} (float32 on {device})")
+        rates = {"permakey": permakey, "transporter": {"paper": pairs}}
+        return Rates(rates, f"{path} (float32 on {device})")
     return DEFAULT_RATES
 
 
@@ -144,10 +148,7 @@ def run_minutes(run: RunPlan, plan: ExperimentPlan, rates: Rates) -> float:
 
     scale = plan.scale
     method = run.variant.method
-    if method == "permakey":
-        rate = rates.permakey_img_s.get(scale.preset, rates.permakey_img_s["paper"])
-    else:
-        rate = rates.transporter_pairs_s
+    rate = rates.rate(method, scale.preset)
     # Up to the maximum epochs (early stopping may end a run sooner) or the step budget.
     items = scale.epochs * scale.train_frames
     if scale.max_steps is not None:
