@@ -14,11 +14,17 @@ pytestmark = pytest.mark.slow
 TINY = ["--frames", "300", "--eval-frames", "60", "--minutes", "0.05"]
 
 
+def no_command_line(argv=None):
+    raise AssertionError("a step ran through the command line, not the library")
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     pytest.importorskip("ocatari")
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--out", str(out), "--noise", "both", *TINY]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # every step is a library call, in process
+        patch.setattr("permakey.cli.main.main", no_command_line)
+        assert main(["demo", "--out", str(out), "--noise", "both", *TINY]) == 0
     return out
 
 

@@ -1,28 +1,30 @@
 """`permakey reproduce`: experiment definitions, their expansion, command lines and the runner's rules.
 
-Nothing here trains: commands are parsed by the real parser, and the runner runs with a fake
-executor that plays each command's effect on the folders.
+Nothing here trains: printed commands are parsed by the real parser, and the runner runs with
+a fake executor that plays each step's effect on the folders.
 """
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from permakey.cli.main import build_parser, main
-from permakey.cli.train import _model_overrides
+from permakey.cli.reproduce import command, print_commands
 from permakey.experiments.definitions import EXPERIMENTS, KEYPOINTS, SCALES
 from permakey.experiments.plan import plan_experiment
 from permakey.experiments.runner import (
     _stage,
     benchmark_rates,
     in_subprocess,
-    print_commands,
     run_plan,
-    train_argv,
+    train_step,
 )
+from permakey.experiments.steps import Step
 from permakey.models.permakey import PermaKey, PermaKeyConfig
 from permakey.training import get_method
 
@@ -33,18 +35,8 @@ def plans(scale, out="out"):
     return {name: plan_experiment(e, SCALES[scale], out) for name, e in EXPERIMENTS.items()}
 
 
-def option(argv, name):
-    """The value after ``name`` in an argument list (the last one if repeated)."""
-    argv = list(argv)
-    return [argv[i + 1] for i, a in enumerate(argv) if a == name][-1]
-
-
 def models(run):
-    return dict(
-        _model_overrides(
-            [a for i, a in enumerate(run.new_argv) if run.new_argv[i - 1] == "--model"]
-        )
-    )
+    return run.options.get("model", {})
 
 
 @pytest.mark.parametrize("scale", SCALE_NAMES)
@@ -56,36 +48,37 @@ def test_experiments_expand_into_the_papers_runs(scale):
         "Frostbite", "SpaceInvaders", "Enduro", "BattleZone", "MsPacman", "Seaquest",
     }  # fmt: skip
     for run in atari.runs:
-        assert int(option(run.new_argv, "--num-keypoints")) == KEYPOINTS[run.variant.game]
+        assert run.options["num_keypoints"] == KEYPOINTS[run.variant.game]
     assert KEYPOINTS["Enduro"] == 10 and KEYPOINTS["Frostbite"] == 20
     for group in atari.groups:
         assert sorted(r.variant.method for r in group.runs) == ["permakey", "transporter"]
 
     noisy = p["noisy"]
     assert len(noisy.runs) == 12 and len(noisy.datasets) == 2 and len(noisy.groups) == 6
-    kinds = {(r.variant.game, option(r.new_argv, "--noise")) for r in noisy.runs}
+    kinds = {(r.variant.game, r.options["noise"]) for r in noisy.runs}
     assert kinds == {
         (g, n) for g in ("MsPacman", "MontezumaRevenge") for n in ("horizontal", "vertical", "both")
     }
     for group in noisy.groups:  # evaluated and drawn on the noise they were trained on
-        assert option(group.evaluate_argv, "--noise") == group.noise != "none"
-        assert {option(r.new_argv, "--noise") for r in group.runs} == {group.noise}
+        assert group.evaluate.kwargs["noise"] == group.show.kwargs["noise"] == group.noise
+        assert group.noise != "none"
+        assert {r.options["noise"] for r in group.runs} == {group.noise}
 
     seeds = p["seeds"]
-    assert [int(option(r.new_argv, "--seed")) for r in seeds.runs] == [0, 1, 2, 3, 4]
+    assert [r.options["seed"] for r in seeds.runs] == [0, 1, 2, 3, 4]
     assert {(r.variant.game, r.variant.method, r.variant.num_keypoints) for r in seeds.runs} == {
         ("Enduro", "permakey", 10)
     }
-    assert len(seeds.groups) == 1 and "--seeds" in seeds.groups[0].show_argv
-    assert "--seeds" not in p["atari"].groups[0].show_argv
+    assert len(seeds.groups) == 1 and seeds.groups[0].show.kwargs["seeds"] is True
+    assert "seeds" not in p["atari"].groups[0].show.kwargs
 
     keypoints = p["num-keypoints"]
-    assert [int(option(r.new_argv, "--num-keypoints")) for r in keypoints.runs] == [15, 20, 25]
+    assert [r.options["num_keypoints"] for r in keypoints.runs] == [15, 20, 25]
     assert {r.variant.game for r in keypoints.runs} == {"Frostbite"}
 
     layers = p["layers"]
     assert [models(r)["lsp_layers"] for r in layers.runs] == [[0], [0, 1], [2, 3], [0, 1, 2, 3]]
-    assert {option(r.new_argv, "--num-keypoints") for r in layers.runs} == {"25"}
+    assert {r.options["num_keypoints"] for r in layers.runs} == {25}
     assert {r.variant.game for r in layers.runs} == {"SpaceInvaders"}
 
     kernels = [models(r) for r in p["kernel-size"].runs]
@@ -97,30 +90,28 @@ def test_experiments_expand_into_the_papers_runs(scale):
 
 def test_scales_set_data_sizes_presets_and_budgets():
     paper, cpu = plans("paper")["atari"], plans("cpu")["atari"]
-    assert [option(paper.datasets[0].argv, f) for f in ("--frames", "--val-frames", "--test-frames")] == [
-        "85000", "5000", "5000",
-    ]  # fmt: skip
-    assert [option(cpu.datasets[0].argv, f) for f in ("--frames", "--val-frames", "--test-frames")] == [
-        "5000", "500", "500",
-    ]  # fmt: skip
-    run = paper.runs[0].start_command
-    assert option(run, "--preset") == "paper" and option(run, "--epochs") == "100"
-    assert "--time-budget" not in run and "--max-steps" not in run
-    steps = {r.variant.method: option(r.start_command, "--max-steps") for r in cpu.runs}
-    assert steps == {"permakey": "360", "transporter": "170"}
-    run = cpu.runs[0].start_command
-    assert option(run, "--preset") == "cpu" and "--time-budget" not in run
-    assert "--precision" not in run
+    sizes = ("frames", "val_frames", "test_frames")
+    assert [paper.datasets[0].collect.kwargs[f] for f in sizes] == [85000, 5000, 5000]
+    assert [cpu.datasets[0].collect.kwargs[f] for f in sizes] == [5000, 500, 500]
+    run = paper.runs[0].start.kwargs
+    assert run["preset"] == "paper" and run["epochs"] == 100
+    assert "time_budget" not in run and "max_steps" not in run
+    steps = {r.variant.method: r.start.kwargs["max_steps"] for r in cpu.runs}
+    assert steps == {"permakey": 360, "transporter": 170}
+    run = cpu.runs[0].start.kwargs
+    assert run["preset"] == "cpu" and "time_budget" not in run
+    assert "precision" not in run
 
 
 def test_device_and_precision_reach_every_training_run(tmp_path):
     plan = plan_experiment(EXPERIMENTS["seeds"], SCALES["cpu"], tmp_path, "cuda", "fp32")
     for run in plan.runs:
-        assert option(run.runtime, "--device") == "cuda"
-        assert option(run.start_command, "--precision") == "fp32"
-        # The precision is a setting of the run: `train --resume` refuses it.
-        assert "--precision" not in run.runtime
-    assert all(option(g.evaluate_argv, "--device") == "cuda" for g in plan.groups)
+        assert run.runtime["device"] == "cuda"
+        assert run.start.kwargs["precision"] == "fp32"
+        # The precision is a setting of the run: `resume_run` refuses it.
+        assert "precision" not in run.runtime
+    assert all(g.evaluate.kwargs["device"] == "cuda" for g in plan.groups)
+    assert all(g.show.kwargs["device"] == "cuda" for g in plan.groups)
 
 
 @pytest.mark.parametrize("scale", SCALE_NAMES)
@@ -130,7 +121,7 @@ def test_model_overrides_build_valid_models(scale):
     for plan in plans(scale).values():
         for run in plan.runs:
             method = get_method(run.variant.method)
-            base = method.model_config(option(run.new_argv, "--preset")).to_dict()
+            base = method.model_config(run.options["preset"]).to_dict()
             overrides = {**models(run), "num_keypoints": run.variant.num_keypoints}
             config = method.model_config_class.from_dict({**base, **overrides})
             if models(run):
@@ -176,6 +167,72 @@ def test_printed_commands_parse_in_dependency_order_and_collect_once(scale, tmp_
     assert not list(tmp_path.iterdir())  # printing touches nothing
 
 
+def test_printed_commands_are_the_commands_of_before(capsys):
+    """The lines a cluster scheduler was given before the steps became library calls."""
+    plan = plan_experiment(EXPERIMENTS["seeds"], SCALES["cpu"], "/o")
+    print_commands([plan])
+    lines = capsys.readouterr().out.splitlines()
+    data = "/o/data/Enduro-seed0-5000-500-500-random-hold-4"
+    runs = " ".join(f"/o/seeds/runs/seed{i}" for i in range(5))
+    assert [line for line in lines if not line.startswith("#")] == [
+        f"permakey collect Enduro --out {data} --frames 5000 --val-frames 500 --test-frames 500 "
+        "--seed 0 --policy random-hold:4",
+        *(
+            f"permakey train permakey --out /o/seeds/runs/seed{i} --data {data} --preset cpu "
+            f"--num-keypoints 10 --seed {i} --noise none --epochs 100 --max-steps 360 "
+            "--in-memory --workers 0"
+            for i in range(5)
+        ),
+        f"permakey evaluate {runs} --data {data} --noise none --out "
+        "/o/seeds/evaluation_Enduro.json --weights last",
+        f"permakey show {runs} --data {data} --out /o/seeds/figures/Enduro --noise none "
+        "--frames 4 --episode-frames 48 --weights last --overwrite --seeds",
+    ]
+    layers = plan_experiment(EXPERIMENTS["layers"], SCALES["cpu"], "/o", "cuda", "bf16").runs[0]
+    assert command(layers.start).endswith(
+        " --noise none --model 'lsp_layers=[0]' --model patch_size=3 --precision bf16 "
+        "--epochs 100 --max-steps 360 --in-memory --workers 0 --device cuda"
+    )
+
+
+def test_command_lines_render_flags_and_refuse_what_the_command_cannot_say():
+    collect = Step("collect", {"game": "Pong", "out": "D", "objects": False, "keep_raw": True})
+    assert command(collect.with_kwargs(progress=False)) == (
+        "permakey collect Pong --out D --no-objects --raw --quiet"
+    )
+    resume = Step("resume", {"kind": "permakey", "run": "R", "in_memory": False, "progress": True})
+    assert command(resume) == "permakey train permakey --resume R --no-in-memory --progress"
+    with pytest.raises(ValueError, match="has no option for 'sticky'"):
+        command(collect.with_kwargs(sticky=0.1))
+
+
+def test_worker_runs_a_step_from_its_json(tmp_path):
+    """`python -m permakey.experiments.worker STEP_JSON`: the subprocess of parallel workers."""
+    pytest.importorskip("ale_py")
+    out = tmp_path / "data"
+    collect = Step(
+        "collect",
+        {"game": "Pong", "out": str(out), "frames": 20, "val_frames": 10, "test_frames": 10}
+        | {"objects": False, "progress": False},
+    )
+    worker = [sys.executable, "-m", "permakey.experiments.worker"]
+    done = subprocess.run([*worker, collect.to_json()], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "meta.json").read_text())["game"] == "Pong"
+    # A `UserError` exits with status 2 and its message, as the command line does.
+    resume = Step("resume", {"kind": "permakey", "run": str(tmp_path / "none")})
+    failed = subprocess.run([*worker, resume.to_json()], capture_output=True, text=True)
+    assert failed.returncode == 2 and "permakey: error: run folder" in failed.stderr
+
+
+def test_steps_round_trip_through_json_and_name_their_kind():
+    step = Step("show", {"runs": ["a", "b"], "data": "D", "out": "F", "overwrite": True})
+    assert Step.from_json(step.to_json()) == step
+    assert str(step) == "show(runs=['a', 'b'], data='D', out='F', overwrite=True)"
+    with pytest.raises(ValueError, match="unknown step kind"):
+        Step("draw", {})
+
+
 def test_runs_of_one_game_share_one_dataset():
     plan = plans("cpu")["atari"]
     by_game = {}
@@ -195,64 +252,94 @@ def write_status(run: Path, status, checkpoint=False):
         (run / "state.pt").write_bytes(b"")
 
 
-def test_train_argv_keeps_resumes_or_starts(tmp_path):
+def test_train_step_keeps_resumes_or_starts(tmp_path):
     run = tmp_path / "run"
-    options, runtime = ["--data", "D", "--preset", "cpu"], ["--time-budget", 5]
-    assert train_argv("permakey", run, options, runtime) == [
-        "train", "permakey", "--out", str(run), "--data", "D", "--preset", "cpu", "--time-budget", "5",
-    ]  # fmt: skip
+    options, runtime = {"data": "D", "preset": "cpu"}, {"time_budget": 5}
+    step = train_step("permakey", run, options, runtime)
+    assert step == Step(
+        "train",
+        {"kind": "permakey", "out": str(run), "data": "D", "preset": "cpu", "time_budget": 5},
+    )
+    assert (
+        command(step)
+        == f"permakey train permakey --out {run} --data D --preset cpu --time-budget 5"
+    )
     for status in ("finished", "early-stopped", "stopped", "diverged"):
         write_status(run, status)
-        assert train_argv("permakey", run, options, runtime) is None
+        assert train_step("permakey", run, options, runtime) is None
     write_status(run, "interrupted", checkpoint=True)
-    assert train_argv("transporter", run, options, runtime) == [
-        "train", "transporter", "--resume", str(run), "--time-budget", "5",
-    ]  # fmt: skip
+    step = train_step("transporter", run, options, runtime)
+    assert step == Step("resume", {"kind": "transporter", "run": str(run), "time_budget": 5})
+    assert command(step) == f"permakey train transporter --resume {run} --time-budget 5"
     (run / "state.pt").unlink()  # interrupted before its first checkpoint: start again
-    assert train_argv("permakey", run, options, runtime)[-1] == "--overwrite"
+    step = train_step("permakey", run, options, runtime)
+    assert step.kind == "train" and step.kwargs["overwrite"] is True
+    assert command(step).endswith(" --overwrite")
 
 
-class FakeCommands:
-    """Plays each command's effect on the folders instead of running it."""
+class FakeSteps:
+    """Plays each step's effect on the folders instead of running it."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, argv, log):
-        self.calls.append(list(argv))
-        args = build_parser().parse_args([str(a) for a in argv])
-        if args.command == "collect":
-            Path(args.out).mkdir(parents=True)
-            (Path(args.out) / "meta.json").write_text("{}")
-        elif args.command == "train":
-            write_status(Path(args.out or args.resume), "stopped", checkpoint=True)
-        elif args.command == "show":
-            args.out.mkdir(parents=True)
-        elif args.command == "evaluate":
+    def __call__(self, step, log):
+        self.calls.append(step)
+        kwargs = step.kwargs
+        if step.kind == "collect":
+            Path(kwargs["out"]).mkdir(parents=True)
+            (Path(kwargs["out"]) / "meta.json").write_text("{}")
+        elif step.kind in ("train", "resume"):
+            write_status(Path(kwargs.get("out") or kwargs["run"]), "stopped", checkpoint=True)
+        elif step.kind == "show":
+            Path(kwargs["out"]).mkdir(parents=True)
+        elif step.kind == "evaluate":
             return 1  # no real evaluation here
         return 0
 
 
 def test_runner_collects_each_dataset_once_before_training(tmp_path):
     plan = plan_experiment(EXPERIMENTS["noisy"], SCALES["cpu"], tmp_path)
-    fake = FakeCommands()
+    fake = FakeSteps()
     assert run_plan(plan, workers=2, execute=fake) == 1  # evaluate "failed"
-    commands = [c[0] for c in fake.calls]
-    assert commands == ["collect"] * 2 + ["train"] * 12 + ["evaluate"] * 6 + ["show"] * 6
-    assert sorted(c[1] for c in fake.calls[:2]) == ["MontezumaRevenge", "MsPacman"]
+    kinds = [step.kind for step in fake.calls]
+    assert kinds == ["collect"] * 2 + ["train"] * 12 + ["evaluate"] * 6 + ["show"] * 6
+    assert sorted(s.kwargs["game"] for s in fake.calls[:2]) == ["MontezumaRevenge", "MsPacman"]
+    # Parallel workers draw no progress bars into their logs.
+    assert all(s.kwargs["progress"] is False for s in fake.calls[:14])
     fake.calls.clear()
     run_plan(plan, workers=2, execute=fake)
-    assert [c[0] for c in fake.calls] == ["evaluate"] * 6  # shows are newer than the runs
+    assert [s.kind for s in fake.calls] == ["evaluate"] * 6  # shows are newer than the runs
+
+
+def test_one_worker_runs_steps_in_process_without_the_command_line(tmp_path, monkeypatch, capsys):
+    def no_cli(argv=None):
+        raise AssertionError("the runner called the command line")
+
+    monkeypatch.setattr("permakey.cli.main.main", no_cli)
+    calls = []
+
+    def run_step(step):
+        calls.append(step)
+        return FakeSteps()(step, None)
+
+    monkeypatch.setattr("permakey.experiments.runner.run_step", run_step)
+    plan = plan_experiment(EXPERIMENTS["seeds"], SCALES["cpu"], tmp_path)
+    assert run_plan(plan, workers=1) == 1  # the fake evaluation "failed"
+    assert [s.kind for s in calls] == ["collect"] + ["train"] * 5 + ["evaluate", "show"]
+    assert "progress" not in calls[0].kwargs  # one worker: progress bars as the defaults say
+    said = capsys.readouterr().out
+    assert "\n$ collect(game='Enduro', out=" in said  # the call, in Python's words
 
 
 def test_stage_stops_starting_jobs_after_an_interruption():
     started = []
 
-    def execute(argv, log):
-        started.append(argv[0])
-        return 130 if argv[0] == "b" else 0
+    def execute(step, log):
+        started.append(step.kwargs["game"])
+        return 130 if step.kwargs["game"] == "b" else 0
 
-    jobs = [(name, [name], Path("log")) for name in "abcde"]
+    jobs = [(name, Step("collect", {"game": name}), Path("log")) for name in "abcde"]
     assert _stage(jobs, 1, execute) == {"a": 0, "b": 130}
     assert started == ["a", "b"]
 
@@ -260,14 +347,16 @@ def test_stage_stops_starting_jobs_after_an_interruption():
 def test_subprocess_workers_share_the_threads(tmp_path, monkeypatch):
     seen = {}
 
-    def call(command, stdout, stderr, env):
-        seen.update(command=command, threads=env["OMP_NUM_THREADS"])
+    def call(argv, stdout, stderr, env):
+        seen.update(argv=argv, threads=env["OMP_NUM_THREADS"])
         return 0
 
     monkeypatch.setattr("permakey.experiments.runner.subprocess.call", call)
-    assert in_subprocess(3)(["datasets", "D"], tmp_path / "logs" / "x.log") == 0
-    assert seen["command"][-3:] == ["permakey", "datasets", "D"] and seen["threads"] == "3"
-    assert "$ permakey datasets D" in (tmp_path / "logs" / "x.log").read_text()
+    step = Step("collect", {"game": "Pong", "out": "D"})
+    assert in_subprocess(3, command)(step, tmp_path / "logs" / "x.log") == 0
+    assert seen["argv"][1:3] == ["-m", "permakey.experiments.worker"] and seen["threads"] == "3"
+    assert Step.from_json(seen["argv"][3]) == step
+    assert "$ permakey collect Pong --out D" in (tmp_path / "logs" / "x.log").read_text()
 
 
 def test_paper_scale_without_gpu_asks_for_yes(tmp_path, monkeypatch, capsys):
@@ -289,7 +378,8 @@ def test_estimates_read_a_full_benchmark(tmp_path):
     bench = {"quick": False, "permakey_train_img_s_fp32": 400.0, "transporter_train_pairs_s": 900.0}
     (tmp_path / "full.json").write_text(json.dumps(bench))
     rates = benchmark_rates(tmp_path)
-    assert rates.permakey_img_s["paper"] == 400.0 and rates.transporter_pairs_s == 900.0
+    assert rates.rate("permakey", "paper") == 400.0 and rates.rate("transporter", "paper") == 900.0
+    assert rates.rate("permakey", "cpu-track") == 400.0  # a preset without a rate: the paper's
     assert "full.json" in rates.source
 
 

@@ -13,6 +13,7 @@ from permakey.cli.main import main
 from permakey.evaluation.evaluate import format_table, read_result
 from permakey.experiments.definitions import EXPERIMENTS, SCALES
 from permakey.experiments.plan import plan_experiment
+from permakey.experiments.steps import run_step
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +25,17 @@ def info(run: Path) -> dict:
     return json.loads((run / "run.json").read_text())
 
 
+def no_command_line(argv=None):
+    raise AssertionError("a step ran through the command line, not the library")
+
+
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     pytest.importorskip("ocatari")
     out = tmp_path_factory.mktemp("reproduce")
-    assert main([*ARGV, "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # every step is a library call, in process
+        patch.setattr("permakey.cli.main.main", no_command_line)
+        assert main([*ARGV, "--out", str(out)]) == 0
     return plan_experiment(EXPERIMENTS["num-keypoints"], SCALES["tiny"], out, precision="fp32")
 
 
@@ -68,8 +75,8 @@ def test_second_invocation_keeps_everything(done, capsys):
 def test_interrupted_run_is_resumed(done, capsys):
     run = done.runs[1]
     # A run stopped after one step, then marked as a Ctrl-C would leave it.
-    start = [*run.start_command, "--max-steps", "1", "--overwrite", "--no-progress"]
-    assert main(start) == 0
+    start = run.start.with_kwargs(max_steps=1, overwrite=True, progress=False)
+    assert run_step(start) == 0
     assert info(run.path)["step"] == 1
     (run.path / "run.json").write_text(json.dumps({**info(run.path), "status": "interrupted"}))
     capsys.readouterr()

@@ -21,7 +21,7 @@ from permakey.models.transporter import TransporterConfig
 from permakey.runs import TrainedModel
 from permakey.testing import make_sprites_dataset
 from permakey.visualisation.colours import keypoint_colour
-from permakey.visualisation.show import episode_indices, seed_groups, spread_indices
+from permakey.visualisation.show import episode_indices, seed_groups, show_runs, spread_indices
 
 BAR = (128, 0, 255)
 
@@ -107,6 +107,11 @@ def test_show_seeds_flag_groups_unrelated_runs(dataset, runs, tmp_path):
     assert not (out / "figure3_seeds.png").exists()  # a PermaKey and a Transporter run
     assert _show(*argv, "--seeds", "--overwrite") == 0
     assert (out / "figure3_seeds.png").is_file()
+
+
+def test_show_runs_refuses_an_existing_folder_before_loading_anything(tmp_path):
+    with pytest.raises(UserError, match="already exists"):
+        show_runs([tmp_path / "no-run"], tmp_path / "no-data", tmp_path)
 
 
 def test_show_rejects_bad_values(dataset, runs, tmp_path):

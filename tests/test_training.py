@@ -40,6 +40,7 @@ from permakey.training.optim import (
     set_learning_rates,
 )
 from permakey.training.permakey import PermaKeyMethod
+from permakey.training.start import new_run, resume_run
 
 SIZE = TINY_PERMAKEY.image_size
 
@@ -438,6 +439,26 @@ def test_cli_trains_transporter_and_refuses_to_overwrite(data, tmp_path, capsys)
         main(["train", "transporter", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     )
     assert json.loads((run / "run.json").read_text())["epoch"] == 2
+
+
+def test_new_run_and_resume_run_are_the_train_command_in_python(data, tmp_path):
+    run = tmp_path / "run"
+    small = {"image_size": SIZE, "channels": [8, 8, 8, 8]}
+    options = {"batch_size": 8, "window": 8, "workers": 0, "device": "cpu", "progress": False}
+    result = new_run("transporter", data, run, num_keypoints=3, model=small, max_steps=1, **options)
+    assert (result.status, result.step, result.run) == ("stopped", 1, run)
+    info = json.loads((run / "run.json").read_text())
+    assert info["model"]["num_keypoints"] == 3 and info["train"]["data"] == str(data)
+    assert info["train"]["lr"] == PRESETS["transporter"]["paper"].lr  # the preset fills the rest
+    with pytest.raises(UserError, match="lr cannot change when a run resumes"):
+        resume_run("transporter", run, lr=0.1)
+    with pytest.raises(UserError, match="is a transporter run, not a permakey run"):
+        resume_run("permakey", run)
+    with pytest.raises(UserError, match="unknown model preset 'huge'"):
+        new_run("transporter", data, tmp_path / "other", model_preset="huge")
+    with pytest.raises(UserError, match="unexpected keyword argument 'colour'"):
+        new_run("transporter", data, tmp_path / "other", colour=1)
+    assert resume_run("transporter", run, max_steps=2, progress=False).step == 2
 
 
 # --- load ---------------------------------------------------------------------------------

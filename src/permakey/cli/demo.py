@@ -1,8 +1,9 @@
 """`permakey demo`: the whole pipeline on one game, on a CPU, in minutes, ending in a report.
 
-Each step runs the real subcommand (`collect`, `train permakey`, `train transporter`,
-`evaluate`, `show`) through `permakey.cli.main.main`, so the demo exercises exactly what a
-user runs by hand; the only code of its own is the HTML report that gathers the results.
+Each step is the library call behind a subcommand (`collect`, `train permakey`, `train
+transporter`, `evaluate`, `show`), made in this process as `permakey reproduce` makes it
+(`permakey.experiments.steps`) and printed as the command a user would type for it; the only
+code of its own is the HTML report that gathers the results.
 Every step is resumable: a complete dataset or a finished run is reused, an interrupted run is
 resumed, so running the demo again after Ctrl-C continues where it stopped.
 """
@@ -10,15 +11,15 @@ resumed, so running the demo again after Ctrl-C continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from permakey.data.noise import NOISE_KINDS
 from permakey.errors import UserError
 from permakey.evaluation.results import EvaluationResult
+from permakey.experiments.steps import Step
+from permakey.models.registry import METHODS
 
 # SpaceInvaders: its objects (player, alien block, shields, bullets, scores) are many and
 # distinct, and keypoints land on them within minutes of CPU training (RESULTS.md).
@@ -31,7 +32,6 @@ PERMAKEY_SHARE = 0.6
 # Keypoints for games without a count in the authors' code.
 DEFAULT_KEYPOINTS = 10
 MARKER = "demo.json"
-METHODS = ("permakey", "transporter")
 # Figures of `permakey show` that the report embeds, when present: file, heading, caption.
 FIGURES = [
     ("figure2_clean.png", "Keypoints on test frames",
@@ -93,29 +93,29 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _permakey(*argv: Any) -> None:
-    """Runs a permakey subcommand; a non-zero status stops the demo."""
-    from permakey.cli.main import main
+def _permakey(step: Step) -> None:
+    """Makes a step's library call, printed as its command; a non-zero status stops the demo."""
+    from permakey.cli.reproduce import command
+    from permakey.experiments.steps import run_step
 
-    argv = [str(a) for a in argv]
-    print(f"\n$ permakey {' '.join(argv)}", flush=True)
-    status = main(argv)
+    print(f"\n$ {command(step)}", flush=True)
+    status = run_step(step)
     if status:
-        raise UserError(f"demo step failed (exit status {status}): permakey {' '.join(argv)}")
+        raise UserError(f"demo step failed (exit status {status}): {command(step)}")
 
 
 def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
     """Trains a method under a time budget, or resumes it, or keeps a complete run."""
-    from permakey.experiments.runner import train_argv
+    from permakey.experiments.runner import train_step
 
-    new_run = ["--data", data, "--preset", PRESETS[method], "--noise", args.noise,
-               "--seed", args.seed, "--num-keypoints", args.num_keypoints, "--time-budget",
-               minutes, "--in-memory", "--workers", 0, "--no-progress"]  # fmt: skip
-    argv = train_argv(method, run, new_run, ["--device", args.device])
-    if argv is None:
+    new_run = {"data": str(data), "preset": PRESETS[method], "noise": args.noise,
+               "seed": args.seed, "num_keypoints": args.num_keypoints, "time_budget": minutes,
+               "in_memory": True, "workers": 0, "progress": False}  # fmt: skip
+    step = train_step(method, run, new_run, {"device": args.device})
+    if step is None:
         print(f"\n{method}: keeping the complete run in {run}")
         return
-    _permakey(*argv)
+    _permakey(step)
 
 
 def _prepare(out: Path, overwrite: bool) -> None:
@@ -147,9 +147,10 @@ def _report(
     out: Path, args, evaluations: dict[str, EvaluationResult], timings: dict[str, float]
 ) -> Path:
     from permakey.evaluation.judgement import tracking_note
+    from permakey.runs.folder import read_run_json
     from permakey.visualisation.report import Config, Figure, Text, Timings, write_report
 
-    runs = {m: json.loads((out / "runs" / m / "run.json").read_text()) for m in METHODS}
+    runs = {m: read_run_json(out / "runs" / m) for m in METHODS}
     notes = [tracking_note(evaluations["clean"], m) for m in METHODS]
     if "noisy" in evaluations:
         noisy = evaluations["noisy"]
@@ -210,36 +211,34 @@ def run(args: argparse.Namespace) -> int:
         fn(*a)
         timings[step] = timings.get(step, 0.0) + time.monotonic() - start
 
-    timed(
-        "collect",
-        _permakey,
-        "collect", args.game, "--out", data, "--frames", args.frames, "--val-frames",
-        args.eval_frames, "--test-frames", args.eval_frames, "--seed", args.seed,
-        "--policy", POLICY,
-    )  # fmt: skip
+    collect = {
+        "game": args.game, "out": str(data), "frames": args.frames,
+        "val_frames": args.eval_frames, "test_frames": args.eval_frames, "seed": args.seed,
+        "policy": POLICY,
+    }  # fmt: skip
+    timed("collect", _permakey, Step("collect", collect))
     budgets = {"permakey": args.minutes * PERMAKEY_SHARE}
     budgets["transporter"] = args.minutes - budgets["permakey"]
     runs = [out / "runs" / m for m in METHODS]
     for method, run_dir in zip(METHODS, runs, strict=True):
         timed(f"train {method}", _train, method, run_dir, data, budgets[method], args)
+    paths = [str(run_dir) for run_dir in runs]
     evaluations = {}
     for label, noise in [("clean", "none")] + (
         [("noisy", args.noise)] if args.noise != "none" else []
     ):
         path = out / f"evaluation_{label}.json"
-        timed(
-            "evaluate",
-            _permakey,
-            "evaluate", *runs, "--data", data, "--noise", noise, "--out", path,
-            "--weights", "last", "--device", args.device,
-        )  # fmt: skip
+        evaluate = {
+            "runs": paths, "data": str(data), "noise": noise, "out": str(path),
+            "weights": "last", "device": args.device,
+        }  # fmt: skip
+        timed("evaluate", _permakey, Step("evaluate", evaluate))
         evaluations[label] = read_result(path)
-    timed(
-        "figures",
-        _permakey,
-        "show", *runs, "--data", data, "--out", out / "figures", "--noise", args.noise,
-        "--weights", "last", "--overwrite", "--device", args.device,
-    )  # fmt: skip
+    show = {
+        "runs": paths, "data": str(data), "out": str(out / "figures"), "noise": args.noise,
+        "weights": "last", "overwrite": True, "device": args.device,
+    }  # fmt: skip
+    timed("figures", _permakey, Step("show", show))
     report = _report(out, args, evaluations, timings)
     print(
         f"\nreport: {report}\nmetrics: {', '.join(str(out / f'evaluation_{k}.json') for k in evaluations)}"

@@ -1,16 +1,23 @@
 """`permakey reproduce NAME`: the paper's experiments and ablations, resumable, as plain commands.
 
 The experiments are data (`permakey.experiments.definitions`); each expands into datasets,
-training runs and evaluation groups (`permakey.experiments.plan`) that run as ordinary
-`permakey collect / train / evaluate / show` commands (`permakey.experiments.runner`).
+training runs and evaluation groups (`permakey.experiments.plan`) whose steps are library
+calls (`permakey.experiments.steps.Step`) that `permakey.experiments.runner` executes. Each
+step is also an ordinary `permakey collect / train / evaluate / show` command: `command_line`
+renders it, for --print-commands and for the progress lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
+from functools import cache
 
 from permakey.errors import UserError
 from permakey.experiments.definitions import EXPERIMENTS, PUBLIC_SCALES, SCALES
+from permakey.experiments.steps import Step
 from permakey.training.config import PRECISIONS
 
 ALL = "all"
@@ -85,10 +92,116 @@ def _scale(name: str):
     return SCALES[name]
 
 
-def _describe(plan, rates, workers: int) -> str:
-    from permakey.experiments.runner import DONE, estimate_minutes, format_minutes, run_status
+# Step arguments whose option says the opposite (collect's ``progress`` is ``--quiet``) or has
+# another name; every other argument is the option of its own name.
+NEGATED = {("collect", "progress"): "quiet", ("collect", "objects"): "no_objects"}
+RENAMED = {("collect", "keep_raw"): "raw"}
 
-    to_collect = sum(not (d.path / "meta.json").is_file() for d in plan.datasets)
+
+@cache
+def _actions(command: tuple[str, ...]) -> dict[str, argparse.Action]:
+    """The options of subcommand ``command`` (e.g. ("train", "permakey")), by destination."""
+    from permakey.cli.main import build_parser
+
+    parser = build_parser()
+    for word in command:
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[word]
+    return {a.dest: a for a in parser._actions if a.option_strings}
+
+
+def command_line(step: Step) -> list[str]:
+    """The `permakey` arguments (without the program name) that make the call of ``step``.
+
+    Raises:
+        ValueError: an argument that no option of the command sets.
+    """
+    kwargs = dict(step.kwargs)
+    if step.kind == "collect":
+        command, words = ("collect",), [kwargs.pop("game")]
+    elif step.kind in ("train", "resume"):
+        command, words = ("train", kwargs.pop("kind")), []
+        if step.kind == "resume":
+            words += ["--resume", kwargs.pop("run")]
+    else:
+        command, words = (step.kind,), [*kwargs.pop("runs")]
+    actions = _actions(command)
+    for name, value in kwargs.items():
+        if (step.kind, name) in NEGATED:
+            name, value = NEGATED[step.kind, name], not value
+        name = RENAMED.get((step.kind, name), name)
+        if name not in actions:
+            raise ValueError(f"`permakey {' '.join(command)}` has no option for {name!r}")
+        action = actions[name]
+        if name == "model":  # --model KEY=JSON, one per field
+            words += [
+                w
+                for key, v in value.items()
+                for w in (action.option_strings[0], f"{key}={json.dumps(v, separators=(',', ':'))}")
+            ]
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            words.append(action.option_strings[0 if value else 1])  # --x / --no-x
+        elif isinstance(value, bool):  # a flag: given or not
+            words += [action.option_strings[0]] if value else []
+        elif isinstance(value, list | tuple):
+            words += [action.option_strings[0], *value]
+        else:
+            words += [action.option_strings[0], value]
+    return [*command, *map(str, words)]
+
+
+def command(step: Step) -> str:
+    """The shell line `permakey ...` of ``step``."""
+    return shlex.join(["permakey", *command_line(step)])
+
+
+def print_commands(plans, file=None) -> None:
+    """Prints every step of ``plans`` as `permakey ...` lines in dependency order.
+
+    Stages are separated by comment lines: collect (each dataset once, even where several
+    experiments share it), train, evaluate, show.
+    """
+    file = file or sys.stdout
+    datasets = {d.path: d.collect for plan in plans for d in plan.datasets}
+    stages = [
+        ("collect every dataset (once each) before any training", list(datasets.values())),
+        (
+            "train: independent runs, any order or all at once; continue an interrupted one "
+            "with `permakey train METHOD --resume RUN`",
+            [r.start for plan in plans for r in plan.runs],
+        ),
+        (
+            "evaluate each group once its runs are complete",
+            [g.evaluate for plan in plans for g in plan.groups],
+        ),
+        ("figures", [g.show for plan in plans for g in plan.groups]),
+    ]
+    for plan in plans:
+        print(
+            f"# {plan.experiment.name} ({plan.scale.name} scale): {plan.experiment.reproduces}",
+            file=file,
+        )
+    for i, (heading, steps) in enumerate(stages, 1):
+        print(f"# stage {i}: {heading}", file=file)
+        for step in steps:
+            print(command(step), file=file)
+    print(
+        "# then, for the markdown tables: the same `permakey reproduce` without "
+        "--print-commands (it keeps every complete step)",
+        file=file,
+    )
+
+
+def _describe(plan, rates, workers: int) -> str:
+    from permakey.experiments.runner import (
+        DONE,
+        dataset_complete,
+        estimate_minutes,
+        format_minutes,
+        run_status,
+    )
+
+    to_collect = sum(not dataset_complete(d.path) for d in plan.datasets)
     to_train = sum(run_status(r.path) not in DONE for r in plan.runs)
     work = estimate_minutes(plan, rates)
     return (
@@ -101,17 +214,14 @@ def _describe(plan, rates, workers: int) -> str:
 
 
 def _dry_run(plan) -> None:
-    from permakey.experiments.runner import run_status, train_argv
+    from permakey.experiments.runner import dataset_complete, run_status, train_step
 
     for data in plan.datasets:
-        state = "complete" if (data.path / "meta.json").is_file() else "to collect"
+        state = "complete" if dataset_complete(data.path) else "to collect"
         print(f"  dataset {data.path}: {state}")
     for run in plan.runs:
-        argv = train_argv(run.variant.method, run.path, run.new_argv, run.runtime)
-        if argv is None:
-            state = f"{run_status(run.path)}, kept"
-        else:
-            state = "to resume" if "--resume" in argv else "to train"
+        step = train_step(run.variant.method, run.path, run.options, run.runtime)
+        state = f"{run_status(run.path)}, kept" if step is None else f"to {step.kind}"
         print(f"  run {run.path}: {state}")
 
 
@@ -123,7 +233,6 @@ def run(args: argparse.Namespace) -> int:
         benchmark_rates,
         estimate_minutes,
         format_minutes,
-        print_commands,
         run_plan,
     )
 
@@ -151,13 +260,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--scale paper needs a GPU and this machine has none: about "
             f"{format_minutes(work / args.workers)} here (up to 100 epochs per run at "
-            f"{rates.permakey_img_s['paper']:.1f} PermaKey images/s and "
-            f"{rates.transporter_pairs_s:.1f} Transporter pairs/s, from {rates.source}); pass "
+            f"{rates.rate('permakey', 'paper'):.1f} PermaKey images/s and "
+            f"{rates.rate('transporter', 'paper'):.1f} Transporter pairs/s, from {rates.source}); pass "
             "--yes to start anyway, or --print-commands for a cluster"
         )
     worst = 0
     for plan in plans:
-        status = run_plan(plan, args.workers)
+        status = run_plan(plan, args.workers, describe=command)
         if status == 130:
             return status
         worst = max(worst, status)

@@ -70,10 +70,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from permakey.data.noise import NoiseConfig
-    from permakey.data.store import open_split
-    from permakey.runs.trained import load_runs
-    from permakey.visualisation.show import build_figures, write_figures
+    from permakey.visualisation.show import show_runs
 
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
@@ -81,20 +78,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--episode-frames must be >= 0, got {args.episode_frames}")
     if args.fps <= 0:
         raise UserError(f"--fps must be > 0, got {args.fps}")
-    if args.out.exists() and not args.overwrite:
-        raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
-    split = open_split(args.data, args.split)
-    models = load_runs(args.runs, args.weights, device=args.device)
-    built = build_figures(
-        models,
-        split,
-        game=str(split.meta.get("game", "")),
-        num_frames=args.frames,
-        noise=None if args.noise == "none" else NoiseConfig(kind=args.noise),
+    written = show_runs(
+        args.runs,
+        args.data,
+        args.out,
+        split=args.split,
+        frames=args.frames,
+        noise=args.noise,
         noise_seed=args.noise_seed,
         episode_frames=args.episode_frames,
-        all_seeds=args.seeds,
+        seeds=args.seeds,
+        fps=args.fps,
+        device=args.device,
+        overwrite=args.overwrite,
+        weights=args.weights,
     )
-    for path in write_figures(args.out, built, overwrite=args.overwrite, fps=args.fps):
+    for path in written:
         print(f"wrote {path}")
     return 0

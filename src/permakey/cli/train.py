@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import typing
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any
 
 from permakey.errors import UserError
@@ -22,7 +22,6 @@ from permakey.training.config import (
     NOISE_KINDS,
     PRECISIONS,
     PRESETS,
-    RUNTIME_FIELDS,
     TrainConfig,
     field_docs,
 )
@@ -156,13 +155,11 @@ def _given(args: argparse.Namespace, cls: type[TrainConfig]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from permakey.training import get_method, run_configs
-    from permakey.training.loop import train
+    from permakey.training import get_method
+    from permakey.training.start import fixed_options, new_run, result_line, resume_run
 
-    method = get_method(args.kind)
-    given = _given(args, method.config_class)
+    given = _given(args, get_method(args.kind).config_class)
     if args.resume:
-        changed = sorted(set(given) - RUNTIME_FIELDS)
         model_options = [
             name
             for name, value in (
@@ -175,48 +172,29 @@ def run(args: argparse.Namespace) -> int:
             )
             if value
         ]
-        fixed = [f"--{name.replace('_', '-')}" for name in changed] + model_options
+        fixed = [f"--{name.replace('_', '-')}" for name in fixed_options(given)] + model_options
         if fixed:
             raise UserError(
                 f"{', '.join(fixed)} cannot be given with --resume: a run keeps its settings "
                 "(start a new run with --out instead)"
             )
-        stored_method, stored, model_config = run_configs(args.resume)
-        if stored_method.kind != method.kind:
-            raise UserError(f"{args.resume} is a {stored_method.kind} run, not a {method.kind} run")
-        try:
-            cfg = replace(stored, **given)
-        except (ValueError, TypeError) as err:
-            raise UserError(str(err)) from None
-        out, resume = args.resume, True
+        result = resume_run(args.kind, args.resume, **given)
     else:
         if not args.out:
             raise UserError("--out RUN is required (or --resume RUN to continue a run)")
         if "data" not in given:
             raise UserError("--data DIR is required")
-        preset = args.preset or "paper"
-        overrides = _model_overrides(args.model)
-        if args.num_keypoints is not None:
-            overrides["num_keypoints"] = args.num_keypoints
-        model_preset = args.model_preset or preset
-        if args.model_preset and args.model_preset not in method.model_presets:
-            raise UserError(
-                f"unknown model preset {args.model_preset!r}; choose from "
-                f"{sorted(method.model_presets)}"
-            )
-        try:
-            cfg = replace(method.presets[preset], **given)
-            base = method.model_config(model_preset)
-            model_config = method.model_config_class.from_dict({**base.to_dict(), **overrides})
-        except (ValueError, TypeError) as err:
-            raise UserError(str(err)) from None
-        out, resume = args.out, False
-
-    result = train(method, cfg, model_config, out, resume=resume, overwrite=args.overwrite)
-    if int(os.environ.get("RANK", "0")) == 0:
-        best = "none yet" if result.best_val_loss is None else f"{result.best_val_loss:.6g}"
-        print(
-            f"{method.kind}: {result.status} at step {result.step} ({result.epoch} epochs); "
-            f"best validation loss {best}; run folder {result.run}"
+        result = new_run(
+            args.kind,
+            given.pop("data"),
+            args.out,
+            preset=args.preset or "paper",
+            model_preset=args.model_preset or None,
+            num_keypoints=args.num_keypoints,
+            model=_model_overrides(args.model),
+            overwrite=args.overwrite,
+            **given,
         )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result_line(args.kind, result))
     return 130 if result.status == "interrupted" else 0

@@ -3,7 +3,7 @@
 An `Experiment` is a list of `Variant`s: one trained model each (method, game, K, seed, Noisy
 Atari kind, model overrides), independent of the scale. A `Scale` says how much data and
 training every run gets. `permakey.experiments.plan` turns the two into runs, datasets and
-evaluation groups, and the `permakey ...` command lines that execute them.
+evaluation groups, and the steps (library calls) that execute them.
 
 Keypoints per game (method.md, from the authors' code): MsPacman 7, Seaquest 10, BattleZone 8,
 Frostbite 20, SpaceInvaders 25, Enduro 10. MontezumaRevenge has no count there; 10 is this
@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from permakey.models.registry import METHODS
+
 KEYPOINTS = {
     "Frostbite": 20,
     "SpaceInvaders": 25,
@@ -25,7 +27,6 @@ KEYPOINTS = {
     "Seaquest": 10,
     "MontezumaRevenge": 10,
 }
-METHODS = ("permakey", "transporter")
 # Random actions held for 4 steps: the player travels further than under uniform random
 # actions, so the frames show more of each game (the demo's policy too). The paper's
 # pre-trained agents (Atari Model Zoo) are not available offline.
@@ -123,7 +124,7 @@ class Variant:
         num_keypoints: K.
         seed: training seed (the data always come from `DATA_SEED`).
         noise: Noisy Atari bars for training and evaluation: none, horizontal, vertical, both.
-        model: model-config overrides, (field, JSON-ready value) pairs, as `--model KEY=JSON`.
+        model: model-config overrides, (field, JSON-ready value) pairs (`new_run`'s ``model``).
     """
 
     name: str

@@ -3,25 +3,27 @@
 Layout under the output folder ``OUT`` (one per scale; datasets are shared by every
 experiment written there)::
 
-    OUT/data/<Game>-seed0-<train>-<val>-<test>-<policy>/    `permakey collect`
-    OUT/<experiment>/runs/<variant>/                        `permakey train`
-    OUT/<experiment>/evaluation_<group>.{json,md}           `permakey evaluate`, its table
-    OUT/<experiment>/figures/<group>/                       `permakey show`
+    OUT/data/<Game>-seed0-<train>-<val>-<test>-<policy>/    collect
+    OUT/<experiment>/runs/<variant>/                        train
+    OUT/<experiment>/evaluation_<group>.{json,md}           evaluate, its table
+    OUT/<experiment>/figures/<group>/                       show
     OUT/<experiment>/tables.md                              every table of the experiment
 
 A group is the runs of one experiment on the same dataset and Noisy Atari kind: they are
 evaluated together on the same frames (one table) and drawn together (one set of figures).
-Everything here is pure: it builds paths and argument lists, and reads nothing.
+Each step is a `steps.Step`: the library call that does it, as data. Everything here is pure:
+it builds paths and steps, and reads nothing.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from permakey.experiments.definitions import DATA_SEED, POLICY, Experiment, Scale, Variant
+from permakey.experiments.steps import Step
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,12 @@ class DatasetPlan:
     Attributes:
         game: canonical ALE game name.
         path: the dataset folder.
-        argv: `permakey collect` arguments (without the program name).
+        collect: the "collect" step that writes it.
     """
 
     game: str
     path: Path
-    argv: tuple[str, ...]
+    collect: Step
 
 
 @dataclass(frozen=True)
@@ -47,27 +49,25 @@ class RunPlan:
         variant: what it trains.
         path: the run folder.
         data: the dataset it trains on.
-        new_argv: `permakey train` arguments that start it (without --out and runtime options).
-        runtime: options given both when starting and when resuming (budgets, loading).
+        options: arguments of `training.start.new_run` that start it, besides its kind, its
+            folder and the runtime options (data, presets, keypoints, seed, noise, model...).
+        runtime: training options given both when starting and when resuming (budgets,
+            loading, device).
     """
 
     variant: Variant
     path: Path
     data: DatasetPlan
-    new_argv: tuple[str, ...]
-    runtime: tuple[str, ...]
+    options: dict[str, Any]
+    runtime: dict[str, Any]
 
     @property
-    def start_command(self) -> list[str]:
-        """`permakey train` arguments that start the run afresh."""
-        return [
+    def start(self) -> Step:
+        """The "train" step that starts the run afresh."""
+        return Step(
             "train",
-            self.variant.method,
-            "--out",
-            str(self.path),
-            *self.new_argv,
-            *self.runtime,
-        ]
+            {"kind": self.variant.method, "out": str(self.path), **self.options, **self.runtime},
+        )
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,10 @@ class GroupPlan:
         runs: the runs, in the experiment's order.
         data: their dataset.
         noise: Noisy Atari kind of the evaluation and figures.
-        evaluation: the JSON file of `permakey evaluate`; its table is the same name in .md.
-        figures: the folder of `permakey show`.
-        evaluate_argv: `permakey evaluate` arguments.
-        show_argv: `permakey show` arguments.
+        evaluation: the JSON file of the evaluation; its table is the same name in .md.
+        figures: the folder of the figures.
+        evaluate: the "evaluate" step that writes ``evaluation``.
+        show: the "show" step that writes ``figures``.
     """
 
     name: str
@@ -91,8 +91,8 @@ class GroupPlan:
     noise: str
     evaluation: Path
     figures: Path
-    evaluate_argv: tuple[str, ...]
-    show_argv: tuple[str, ...]
+    evaluate: Step
+    show: Step
 
     @property
     def table(self) -> Path:
@@ -134,37 +134,40 @@ def dataset_name(game: str, scale: Scale, seed: int = DATA_SEED, policy: str = P
 
 def _dataset(game: str, scale: Scale, out: Path) -> DatasetPlan:
     path = out / "data" / dataset_name(game, scale)
-    argv = (
-        "collect", game, "--out", str(path), "--frames", str(scale.train_frames),
-        "--val-frames", str(scale.eval_frames), "--test-frames", str(scale.eval_frames),
-        "--seed", str(DATA_SEED), "--policy", POLICY,
+    collect = Step(
+        "collect",
+        {
+            "game": game, "out": str(path), "frames": scale.train_frames,
+            "val_frames": scale.eval_frames, "test_frames": scale.eval_frames,
+            "seed": DATA_SEED, "policy": POLICY,
+        },
     )  # fmt: skip
-    return DatasetPlan(game, path, argv)
+    return DatasetPlan(game, path, collect)
 
 
-def _device(device: str) -> tuple[str, ...]:
-    return () if device == "auto" else ("--device", device)
+def _device(device: str) -> dict[str, str]:
+    """The device argument of a step; none for "auto", which every step's function defaults to."""
+    return {} if device == "auto" else {"device": device}
 
 
 def _run(
     variant: Variant, scale: Scale, folder: Path, data: DatasetPlan, device: str, precision: str
 ) -> RunPlan:
-    new = [
-        "--data", str(data.path), "--preset", scale.preset,
-        "--num-keypoints", str(variant.num_keypoints), "--seed", str(variant.seed),
-        "--noise", variant.noise,
-    ]  # fmt: skip
-    for key, value in variant.model:
-        new += ["--model", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+    options: dict[str, Any] = {
+        "data": str(data.path), "preset": scale.preset, "num_keypoints": variant.num_keypoints,
+        "seed": variant.seed, "noise": variant.noise,
+    }  # fmt: skip
+    if variant.model:
+        options["model"] = dict(variant.model)
     if precision != "auto":  # a setting of the run: given when it starts, kept when it resumes
-        new += ["--precision", precision]
-    runtime = ["--epochs", str(scale.epochs)]
+        options["precision"] = precision
+    runtime: dict[str, Any] = {"epochs": scale.epochs}
     if scale.max_steps is not None:
-        runtime += ["--max-steps", str(scale.max_steps[variant.method])]
+        runtime["max_steps"] = scale.max_steps[variant.method]
     if scale.in_memory:
-        runtime += ["--in-memory", "--workers", "0"]
-    runtime += _device(device)
-    return RunPlan(variant, folder / "runs" / variant.name, data, tuple(new), tuple(runtime))
+        runtime.update(in_memory=True, workers=0)
+    runtime.update(_device(device))
+    return RunPlan(variant, folder / "runs" / variant.name, data, options, runtime)
 
 
 def plan_experiment(
@@ -203,15 +206,21 @@ def plan_experiment(
         evaluation = folder / f"evaluation_{name}.json"
         figures = folder / "figures" / name
         paths = [str(r.path) for r in group_runs]
-        evaluate = (
-            "evaluate", *paths, "--data", str(data.path), "--noise", noise,
-            "--out", str(evaluation), "--weights", scale.weights, *_device(device),
+        evaluate = Step(
+            "evaluate",
+            {
+                "runs": paths, "data": str(data.path), "noise": noise, "out": str(evaluation),
+                "weights": scale.weights, **_device(device),
+            },
         )  # fmt: skip
-        show = (
-            "show", *paths, "--data", str(data.path), "--out", str(figures), "--noise", noise,
-            "--frames", str(scale.show_frames), "--episode-frames", str(scale.episode_frames),
-            "--weights", scale.weights, "--overwrite",
-            *(("--seeds",) if experiment.show_seeds else ()), *_device(device),
+        show = Step(
+            "show",
+            {
+                "runs": paths, "data": str(data.path), "out": str(figures), "noise": noise,
+                "frames": scale.show_frames, "episode_frames": scale.episode_frames,
+                "weights": scale.weights, "overwrite": True,
+                **({"seeds": True} if experiment.show_seeds else {}), **_device(device),
+            },
         )  # fmt: skip
         groups.append(
             GroupPlan(name, tuple(group_runs), data, noise, evaluation, figures, evaluate, show)

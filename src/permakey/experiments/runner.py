@@ -1,10 +1,11 @@
 """Runs an `ExperimentPlan`: collect, then train, then evaluate and draw, resumably.
 
-Every step is a plain `permakey ...` command. With one worker the commands run in this
-process (through `permakey.cli.main.main`, as `permakey demo` does); with N workers each runs
-in its own subprocess with its share of the CPU threads, so a failing or interrupted run cannot
-touch another. Stages are separated: every dataset is collected (each once) before any
-training starts, and a group is evaluated once all its runs are complete.
+Every step is a library call held as data (`steps.Step`). With one worker the calls run in
+this process (`steps.run_step`); with N workers each runs in its own subprocess
+(`permakey.experiments.worker`, given the same step as JSON) with its share of the CPU
+threads, so a failing or interrupted run cannot touch another. Stages are separated: every
+dataset is collected (each once) before any training starts, and a group is evaluated once all
+its runs are complete.
 
 What is already done is kept: a dataset folder with its meta.json (written last, atomically),
 a run whose run.json says finished, early-stopped or stopped (its budget), an evaluation or
@@ -15,23 +16,25 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from permakey.data.store import meta_path
 from permakey.experiments.plan import ExperimentPlan, GroupPlan, RunPlan
+from permakey.experiments.steps import INTERRUPTED, Step, run_step
 from permakey.fileio import write_text_atomic
+from permakey.runs.folder import RUN_JSON, STATE
 
 # Statuses after which a run is complete: nothing to resume.
 DONE = ("finished", "early-stopped", "stopped")
 # A diverged run stopped on a non-finite loss; resuming would repeat it. It is reported.
 DIVERGED = "diverged"
-INTERRUPTED = 130
 # Frames/s of `permakey collect` with object ground truth (SpaceInvaders, this 2-core machine).
 COLLECT_FPS = 450.0
 # Minutes of `permakey evaluate` and `permakey show` per group, per 1,000 test frames.
@@ -40,7 +43,7 @@ EVALUATE_MIN_PER_1K = 1.0
 
 def run_status(run: str | Path) -> str | None:
     """The status in RUN/run.json; None when the folder has no run.json."""
-    path = Path(run) / "run.json"
+    path = Path(run) / RUN_JSON
     if not path.is_file():
         return None
     try:
@@ -49,31 +52,42 @@ def run_status(run: str | Path) -> str | None:
         return None  # a damaged description: the run starts again
 
 
-def train_argv(
-    method: str, run: str | Path, options: Sequence, runtime: Sequence = ()
-) -> list[str] | None:
-    """The `permakey train` arguments that bring a run folder to completion.
+def dataset_complete(data: str | Path) -> bool:
+    """Whether a dataset folder is complete: its meta.json is written last, atomically."""
+    return meta_path(data).is_file()
+
+
+def train_step(
+    kind: str,
+    run: str | Path,
+    options: Mapping[str, Any],
+    runtime: Mapping[str, Any] | None = None,
+) -> Step | None:
+    """The training step that brings a run folder to completion.
 
     Args:
-        method: "permakey" or "transporter".
+        kind: "permakey" or "transporter".
         run: the run folder.
-        options: options of a new run besides --out (data, preset, model, seed...).
-        runtime: options that may also be given when resuming (budgets, device, loading).
+        options: arguments of `training.start.new_run` besides ``kind``, ``out`` and the
+            runtime options (data, preset, model, seed...).
+        runtime: training options that may also be given when resuming (budgets, device,
+            loading; `training.config.RUNTIME_FIELDS`).
 
     Returns:
-        None when the run is complete (`DONE`) or diverged; ``train METHOD --resume RUN
-        *runtime`` when it has a checkpoint to continue from; otherwise a fresh start, ``train
-        METHOD --out RUN *options *runtime`` (with --overwrite when a folder without a
-        checkpoint is in the way). Every element is a str.
+        None when the run is complete (`DONE`) or diverged; a "resume" step (``kind``, ``run``,
+        ``*runtime``) when it has a checkpoint to continue from; otherwise a fresh start, a
+        "train" step (``kind``, ``out``, ``*options``, ``*runtime``, and ``overwrite`` when a
+        folder without a checkpoint is in the way).
     """
     run = Path(run)
+    runtime = dict(runtime or {})
     status = run_status(run)
     if status in DONE or status == DIVERGED:
         return None
-    if status is not None and (run / "state.pt").is_file():
-        return ["train", method, "--resume", str(run), *map(str, runtime)]
-    argv = ["train", method, "--out", str(run), *map(str, options), *map(str, runtime)]
-    return argv + ["--overwrite"] if run.exists() else argv
+    if status is not None and (run / STATE).is_file():
+        return Step("resume", {"kind": kind, "run": str(run), **runtime})
+    step = Step("train", {"kind": kind, "out": str(run), **options, **runtime})
+    return step.with_kwargs(overwrite=True) if run.exists() else step
 
 
 @dataclass(frozen=True)
@@ -81,19 +95,22 @@ class Rates:
     """Training speeds for time estimates.
 
     Attributes:
-        permakey_img_s: PermaKey training images/s, per training preset.
-        transporter_pairs_s: Transporter training frame pairs/s.
+        items_per_s: per method, per training preset, training items/s (PermaKey: images,
+            Transporter: frame pairs); a preset not listed goes at its method's "paper" rate.
         source: where the numbers come from.
     """
 
-    permakey_img_s: dict[str, float]
-    transporter_pairs_s: float
+    items_per_s: dict[str, dict[str, float]]
     source: str
+
+    def rate(self, method: str, preset: str) -> float:
+        """Training items/s of ``method`` with ``preset``."""
+        table = self.items_per_s[method]
+        return table.get(preset, table["paper"])
 
 
 DEFAULT_RATES = Rates(
-    {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0},
-    25.0,
+    {"permakey": {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0}, "transporter": {"paper": 25.0}},
     "measured on this project's 2-core development CPU in float32: PermaKey paper preset ~8 "
     "images/s (training loop), cpu preset ~26 and Transporter ~25 frame pairs/s "
     "(benchmarks/bench.py --quick, 1 thread)",
@@ -113,14 +130,15 @@ def benchmark_rates(folder: str | Path = "benchmarks") -> Rates:
         pairs = bench.get("transporter_train_pairs_s")
         if not paper or not pairs:
             continue
-        rates = dict(DEFAULT_RATES.permakey_img_s, paper=paper)
+        permakey = dict(DEFAULT_RATES.items_per_s["permakey"], paper=paper)
         for preset, key in (
             ("authors-code", "permakey_authors_train_img_s_fp32"),
             ("cpu", "permakey_cpu_preset_train_img_s_fp32"),
         ):
-            rates[preset] = bench.get(key) or rates[preset]
+            permakey[preset] = bench.get(key) or permakey[preset]
         device = bench.get("machine", {}).get("device_name", "unknown device")
-        return Rates(rates, pairs, f"{path} (float32 on {device})")
+        rates = {"permakey": permakey, "transporter": {"paper": pairs}}
+        return Rates(rates, f"{path} (float32 on {device})")
     return DEFAULT_RATES
 
 
@@ -130,10 +148,7 @@ def run_minutes(run: RunPlan, plan: ExperimentPlan, rates: Rates) -> float:
 
     scale = plan.scale
     method = run.variant.method
-    if method == "permakey":
-        rate = rates.permakey_img_s.get(scale.preset, rates.permakey_img_s["paper"])
-    else:
-        rate = rates.transporter_pairs_s
+    rate = rates.rate(method, scale.preset)
     # Up to the maximum epochs (early stopping may end a run sooner) or the step budget.
     items = scale.epochs * scale.train_frames
     if scale.max_steps is not None:
@@ -153,7 +168,7 @@ def estimate_minutes(plan: ExperimentPlan, rates: Rates, pending_only: bool = Tr
     scale = plan.scale
     total = 0.0
     for data in plan.datasets:
-        if not (pending_only and (data.path / "meta.json").is_file()):
+        if not (pending_only and dataset_complete(data.path)):
             total += (scale.train_frames + 2 * scale.eval_frames) / COLLECT_FPS / 60
     for run in plan.runs:
         if not (pending_only and run_status(run.path) in (*DONE, DIVERGED)):
@@ -170,90 +185,51 @@ def format_minutes(minutes: float) -> str:
     return f"{hours:.0f} h" if hours < 48 else f"{hours:.0f} h ({hours / 24:.0f} days)"
 
 
-def plain_command(argv: Sequence[str]) -> str:
-    """The shell line `permakey ARGV...`."""
-    return shlex.join(["permakey", *argv])
+Execute = Callable[[Step, Path], int]
+# How a step is named in progress lines and logs (the command line passes its own rendering).
+Describe = Callable[[Step], str]
 
 
-def print_commands(plans: Sequence[ExperimentPlan], file=None) -> None:
-    """Prints every step of ``plans`` as `permakey ...` lines in dependency order.
+def in_process(describe: Describe = str) -> Execute:
+    """An `Execute` that runs each step in this process; output goes to the terminal."""
 
-    Stages are separated by comment lines: collect (each dataset once, even where several
-    experiments share it), train, evaluate, show.
-    """
-    file = file or sys.stdout
-    datasets = {d.path: d for plan in plans for d in plan.datasets}
-    stages = [
-        (
-            "collect every dataset (once each) before any training",
-            [d.argv for d in datasets.values()],
-        ),
-        (
-            "train: independent runs, any order or all at once; continue an interrupted one "
-            "with `permakey train METHOD --resume RUN`",
-            [r.start_command for plan in plans for r in plan.runs],
-        ),
-        (
-            "evaluate each group once its runs are complete",
-            [g.evaluate_argv for plan in plans for g in plan.groups],
-        ),
-        ("figures", [g.show_argv for plan in plans for g in plan.groups]),
-    ]
-    for plan in plans:
-        print(
-            f"# {plan.experiment.name} ({plan.scale.name} scale): {plan.experiment.reproduces}",
-            file=file,
-        )
-    for i, (heading, commands) in enumerate(stages, 1):
-        print(f"# stage {i}: {heading}", file=file)
-        for argv in commands:
-            print(plain_command(argv), file=file)
-    print(
-        "# then, for the markdown tables: the same `permakey reproduce` without "
-        "--print-commands (it keeps every complete step)",
-        file=file,
-    )
+    def execute(step: Step, log: Path) -> int:
+        print(f"\n$ {describe(step)}", flush=True)
+        return run_step(step)
+
+    return execute
 
 
-Execute = Callable[[Sequence[str], Path], int]
+def in_subprocess(threads: int, describe: Describe = str) -> Execute:
+    """An `Execute` that runs each step in a subprocess with ``threads`` CPU threads.
 
-
-def in_process(argv: Sequence[str], log: Path) -> int:
-    """Runs `permakey ARGV` in this process; output goes to the terminal, not ``log``."""
-    from permakey.cli.main import main
-
-    print(f"\n$ {plain_command(argv)}", flush=True)
-    return main([str(a) for a in argv])
-
-
-def in_subprocess(threads: int) -> Execute:
-    """An `Execute` that runs each command in a subprocess with ``threads`` CPU threads.
-
-    The subprocess's output goes to ``log``; OMP_NUM_THREADS and MKL_NUM_THREADS bound its
-    torch threads so that N workers share the cores instead of oversubscribing them.
+    The subprocess (`permakey.experiments.worker`, given the step as JSON) writes its output
+    to ``log``; OMP_NUM_THREADS and MKL_NUM_THREADS bound its torch threads so that N workers
+    share the cores instead of oversubscribing them.
     """
 
-    def execute(argv: Sequence[str], log: Path) -> int:
+    def execute(step: Step, log: Path) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"start: {plain_command(argv)}  (log {log})", flush=True)
+        line = describe(step)
+        print(f"start: {line}  (log {log})", flush=True)
         with open(log, "a") as f:
-            f.write(f"$ {plain_command(argv)}\n")
+            f.write(f"$ {line}\n")
             f.flush()
             status = subprocess.call(
-                [sys.executable, "-m", "permakey", *map(str, argv)],
+                [sys.executable, "-m", "permakey.experiments.worker", step.to_json()],
                 stdout=f,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        print(f"done ({status}): {plain_command(argv[:4])} ...", flush=True)
+        print(f"done ({status}): {log.stem}", flush=True)
         return status
 
     return execute
 
 
-def _stage(jobs: list[tuple[str, list[str], Path]], workers: int, execute: Execute) -> dict:
-    """Runs (label, argv, log) jobs, ``workers`` at a time; {label: exit status}.
+def _stage(jobs: list[tuple[str, Step, Path]], workers: int, execute: Execute) -> dict:
+    """Runs (label, step, log) jobs, ``workers`` at a time; {label: exit status}.
 
     After an interrupted job (status 130) no further job starts; the running ones finish.
     """
@@ -261,10 +237,10 @@ def _stage(jobs: list[tuple[str, list[str], Path]], workers: int, execute: Execu
     stop = threading.Event()
 
     def one(job) -> None:
-        label, argv, log = job
+        label, step, log = job
         if stop.is_set():
             return
-        results[label] = execute(argv, log)
+        results[label] = execute(step, log)
         if results[label] == INTERRUPTED:
             stop.set()
 
@@ -318,14 +294,21 @@ def write_tables(plan: ExperimentPlan) -> Path:
     return plan.tables
 
 
-def run_plan(plan: ExperimentPlan, workers: int = 1, execute: Execute | None = None) -> int:
+def run_plan(
+    plan: ExperimentPlan,
+    workers: int = 1,
+    execute: Execute | None = None,
+    describe: Describe = str,
+) -> int:
     """Collects, trains, evaluates and draws what an experiment still lacks.
 
     Args:
         plan: the experiment.
-        workers: commands at a time; 1 runs them in this process.
-        execute: how a command runs (default: `in_process` for one worker, else
+        workers: steps at a time; 1 runs them in this process.
+        execute: how a step runs (default: `in_process` for one worker, else
             `in_subprocess` with the cores shared out).
+        describe: how the default executors name a step in progress lines and logs
+            (default: the call, ``collect(game='Frostbite', ...)``).
 
     Returns:
         0 when every step is complete, 1 when a step failed (the others still ran), 130 when
@@ -333,32 +316,32 @@ def run_plan(plan: ExperimentPlan, workers: int = 1, execute: Execute | None = N
     """
     if execute is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        execute = in_process if workers == 1 else in_subprocess(threads)
+        execute = in_process(describe) if workers == 1 else in_subprocess(threads, describe)
     logs = plan.folder / "logs"
-    quiet = [] if workers == 1 else ["--quiet"]
+    # Progress bars of parallel workers would interleave in their logs.
+    quiet = {} if workers == 1 else {"progress": False}
     jobs = []
     for data in plan.datasets:
-        if (data.path / "meta.json").is_file():
+        if dataset_complete(data.path):
             print(f"dataset {data.path}: complete, kept")
         else:
             label = _label("collect", data.game)
-            jobs.append((label, [*data.argv, *quiet], logs / f"{label}.log"))
+            jobs.append((label, data.collect.with_kwargs(**quiet), logs / f"{label}.log"))
     results = _stage(jobs, workers, execute)
     if INTERRUPTED in results.values():
         return INTERRUPTED
-    missing = {d.game for d in plan.datasets if not (d.path / "meta.json").is_file()}
+    missing = {d.game for d in plan.datasets if not dataset_complete(d.path)}
 
     jobs = []
-    no_progress = [] if workers == 1 else ["--no-progress"]
     for run in plan.runs:
         if run.variant.game in missing:
             continue
-        argv = train_argv(run.variant.method, run.path, run.new_argv, [*run.runtime, *no_progress])
-        if argv is None:
+        step = train_step(run.variant.method, run.path, run.options, {**run.runtime, **quiet})
+        if step is None:
             print(f"run {run.path}: {run_status(run.path)}, kept")
         else:
             label = _label("train", run.variant.name)
-            jobs.append((label, argv, logs / f"{label}.log"))
+            jobs.append((label, step, logs / f"{label}.log"))
     results.update(_stage(jobs, workers, execute))
     if INTERRUPTED in results.values():
         return INTERRUPTED
@@ -370,17 +353,17 @@ def run_plan(plan: ExperimentPlan, workers: int = 1, execute: Execute | None = N
             print(f"group {group.name}: not evaluated, runs incomplete or diverged: {statuses}")
             continue
         ready.append(group)
-        inputs = [r.path / "run.json" for r in group.runs]
+        inputs = [r.path / RUN_JSON for r in group.runs]
         label = _label("evaluate", group.name)
         if _newer_than(group.evaluation, inputs):
             print(f"evaluation {group.evaluation}: up to date, kept")
         else:
-            evaluations.append((label, list(group.evaluate_argv), logs / f"{label}.log"))
+            evaluations.append((label, group.evaluate, logs / f"{label}.log"))
         label = _label("show", group.name)
         if _newer_than(group.figures, inputs):
             print(f"figures {group.figures}: up to date, kept")
         else:
-            shows.append((label, list(group.show_argv), logs / f"{label}.log"))
+            shows.append((label, group.show, logs / f"{label}.log"))
     results.update(_stage(evaluations, workers, execute))
     if INTERRUPTED in results.values():
         return INTERRUPTED
@@ -395,5 +378,5 @@ def run_plan(plan: ExperimentPlan, workers: int = 1, execute: Execute | None = N
     if complete:
         print(f"\ntables: {write_tables(plan)}")
     if failed:
-        print(f"failed: {', '.join(failed)} (see {logs} when run with --workers > 1)")
+        print(f"failed: {', '.join(failed)} (their logs are in {logs} with more than one worker)")
     return 0 if complete else 1

@@ -3,8 +3,8 @@
 `build_figures` picks test frames, paints the same Noisy Atari bars for every model, runs each
 `permakey.runs.TrainedModel` on them (keypoints, windows and, for models that have them, the
 error maps per layer) and assembles the figures of `permakey.visualisation.figures` by file
-name; `write_figures` writes them into one folder atomically. The command line (`cli/show.py`)
-only loads the runs and calls these.
+name; `write_figures` writes them into one folder atomically. `show_runs` does all of it for
+run folders on a dataset split: what `permakey show` calls.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from permakey.errors import UserError
 from permakey.fileio import atomic_dir
 from permakey.runs import FrameKeypoints, TrainedModel
 from permakey.visualisation import figures
@@ -199,3 +200,65 @@ def write_figures(
             else:
                 figures.save_png(item, tmp / name)
     return [out_dir / name for name in built]
+
+
+def show_runs(
+    runs: Sequence[str | os.PathLike],
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str = "test",
+    frames: int = 4,
+    noise: str = "both",
+    noise_seed: int = 0,
+    episode_frames: int = 48,
+    seeds: bool = False,
+    fps: float = 8.0,
+    device: str = "auto",
+    overwrite: bool = False,
+    weights: str = "best",
+) -> list[Path]:
+    """Draws every figure of `build_figures` for trained runs into the folder ``out``.
+
+    Args:
+        runs: run folders written by `permakey train`, in row order (named by their folders).
+        data: dataset folder written by `permakey collect`.
+        out: the figures folder; written whole, once complete.
+        split: "train", "val" or "test".
+        frames: frames (columns) per still figure, >= 1.
+        noise: Noisy Atari kind of the noisy variants ("horizontal", "vertical", "both"), or
+            "none" for clean frames only.
+        noise_seed: seed of the bar positions.
+        episode_frames: frames of the GIFs, from the longest episode of the split; 0: no GIF.
+        seeds: draw all runs together as seeds (Figure 3 style) even if they differ in more
+            than their seed.
+        fps: frame rate of the GIFs, > 0.
+        device: "cpu", "cuda", "mps", or "auto" (the best available).
+        overwrite: replace an existing ``out``.
+        weights: "best" or "last" weights of every run.
+
+    Returns:
+        The written files, in `build_figures`' order.
+
+    Raises:
+        UserError: ``out`` exists without ``overwrite`` (checked before any model runs), a
+            missing dataset or run.
+    """
+    from permakey.data.noise import NoiseConfig
+    from permakey.data.store import open_split
+    from permakey.runs.trained import load_runs
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists (overwrite to replace it)")
+    data_split = open_split(data, split)
+    built = build_figures(
+        load_runs(runs, weights, device=device),
+        data_split,
+        game=str(data_split.meta.get("game", "")),
+        num_frames=frames,
+        noise=NoiseConfig(kind=noise),
+        noise_seed=noise_seed,
+        episode_frames=episode_frames,
+        all_seeds=seeds,
+    )
+    return write_figures(out, built, overwrite=overwrite, fps=fps)
