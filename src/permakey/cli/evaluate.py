@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from permakey.data.noise import NOISE_KINDS
+from permakey.cli.runs_options import add_runs_arguments
 from permakey.errors import UserError
 
 
@@ -22,20 +22,7 @@ def add_parser(subparsers) -> None:
             "the numbers as JSON."
         ),
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `permakey train`")
-    parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
-    parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="(default: test)"
-    )
-    parser.add_argument(
-        "--noise",
-        default="none",
-        choices=NOISE_KINDS,
-        help="Noisy Atari bars painted over the frames (default: none)",
-    )
-    parser.add_argument(
-        "--noise-seed", type=int, default=0, help="seed of the bar positions (default: 0)"
-    )
+    add_runs_arguments(parser, "none", "Noisy Atari bars painted over the frames")
     parser.add_argument(
         "--categories",
         metavar="A,B",
@@ -60,22 +47,7 @@ def add_parser(subparsers) -> None:
         metavar="B",
         help="frames per model call (default: 64)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
-    )
-    add_weights_argument(parser)
     parser.set_defaults(func=run)
-
-
-def add_weights_argument(parser: argparse.ArgumentParser) -> None:
-    """``--weights best|last``, shared by the commands that load trained runs."""
-    parser.add_argument(
-        "--weights",
-        default="best",
-        choices=("best", "last"),
-        help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
-        "last (the end of training, e.g. of a time budget) (default: best)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from permakey.cli.evaluate import add_weights_argument
-from permakey.data.noise import NOISE_KINDS
+from permakey.cli.runs_options import add_runs_arguments
 from permakey.errors import UserError
 
 
@@ -23,27 +22,12 @@ def add_parser(subparsers) -> None:
             "episode. Keypoint k has the same colour in every picture."
         ),
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `permakey train`")
-    parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder")
+    add_runs_arguments(
+        parser, "both", "Noisy Atari bars of the noisy variants; none draws clean frames only"
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="(default: test)"
-    )
-    parser.add_argument(
         "--frames", type=int, default=4, metavar="N", help="frames per figure (default: 4)"
-    )
-    parser.add_argument(
-        "--noise",
-        default="both",
-        choices=NOISE_KINDS,
-        help="Noisy Atari bars of the noisy variants; none draws clean frames only (default: both)",
-    )
-    parser.add_argument(
-        "--noise-seed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="seed of the bar positions (default: 0)",
     )
     parser.add_argument(
         "--episode-frames",
@@ -60,12 +44,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--fps", type=float, default=8.0, help="GIF frame rate (default: 8)")
     parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, mps, or auto: the best available (default)"
-    )
-    parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (once complete)"
     )
-    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -335,7 +335,7 @@ def train(
     """
     procs = Processes.start(cfg.device)
     try:
-        return _train(method, cfg, model_config, Path(out), resume, overwrite, procs)
+        return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))
     finally:
         procs.stop()
 
@@ -385,16 +385,9 @@ class _Training:
         return self.position.epoch >= self.cfg.epochs or self.early.exhausted
 
 
-def _train(
-    method: Method,
-    cfg: TrainConfig,
-    model_config: Any,
-    out: Path,
-    resume: bool,
-    overwrite: bool,
-    procs: Processes,
-) -> TrainResult:
-    tr = _setup(method, cfg, model_config, out, resume, overwrite, procs)
+def _train(tr: _Training) -> TrainResult:
+    """Trains epoch by epoch until the run is done or stops; its status goes to run.json."""
+    procs = tr.procs
     try:
         with Stopper(tr.cfg.time_budget, tr.cfg.max_steps) as stopper:
             # A resumed run may be at its step budget already: it trains no further step.
@@ -455,7 +448,8 @@ def _setup(
     seed_everything(cfg.seed + procs.rank)
 
     data = _data(method, cfg, procs)
-    run = _open_run(method, cfg, model_config, out, resume, overwrite, procs, model, data)
+    info = None if resume else _run_info(method, cfg, model_config, data, procs)
+    run = _open_run(RunFolder(out), method.kind, info, model, overwrite, procs)
     position, early, elapsed_before = Position(), EarlyStopping(cfg.patience), 0.0
     if resume:
         position, early, elapsed_before = _resume(run, model, optimizer, cfg, procs)
@@ -504,41 +498,41 @@ def _data(method: Method, cfg: TrainConfig, procs: Processes) -> _Data:
     )  # fmt: skip
 
 
+def _run_info(
+    method: Method, cfg: TrainConfig, model_config: Any, data: _Data, procs: Processes
+) -> dict[str, Any]:
+    """run.json of a new run."""
+    return {
+        "kind": method.kind,
+        "model": model_config.to_dict(),
+        "train": cfg.to_dict(),
+        "dataset": _dataset_identity(data.train_set, data.val_set),
+        "frames": _frames(data.train_set, model_config).to_json(),
+        "code": code_version(),
+        "world_size": procs.world_size,
+        "status": "running",
+    }
+
+
 def _open_run(
-    method: Method,
-    cfg: TrainConfig,
-    model_config: Any,
-    out: Path,
-    resume: bool,
+    run: RunFolder,
+    kind: str,
+    info: dict | None,
+    model: nn.Module,
     overwrite: bool,
     procs: Processes,
-    model: nn.Module,
-    data: _Data,
 ) -> RunFolder:
-    """The run folder: created (or checked) by the main process alone, then read by all."""
-    run = RunFolder(out)
+    """The run folder: created with ``info`` (or, for None, checked to be a ``kind`` run to
+    resume) by the main process alone, then read by all."""
     message = None
     if procs.is_main:
         try:
-            if resume:
-                info = run.info
-                if info["kind"] != method.kind:
-                    raise UserError(f"{out} is a {info['kind']} run, not a {method.kind} run")
+            if info is None:
+                stored = run.info["kind"]
+                if stored != kind:
+                    raise UserError(f"{run.path} is a {stored} run, not a {kind} run")
             else:
-                run.create(
-                    {
-                        "kind": method.kind,
-                        "model": model_config.to_dict(),
-                        "train": cfg.to_dict(),
-                        "dataset": _dataset_identity(data.train_set, data.val_set),
-                        "frames": _frames(data.train_set, model_config).to_json(),
-                        "code": code_version(),
-                        "world_size": procs.world_size,
-                        "status": "running",
-                    },
-                    model,
-                    overwrite,
-                )
+                run.create(info, model, overwrite)
         except UserError as err:
             message = str(err)
     procs.share_error(message)
@@ -637,11 +631,20 @@ def _end_epoch(tr: _Training) -> None:
     position.batch = 0
     _log_validation(tr, val, val_loss)
     if tr.procs.is_main:
-        pictures = tr.method.picture(tr.model, tr.data.picture_batch, tr.procs.device, tr.cfg)
-        for tag, picture in pictures.items():
+        for tag, picture in _pictures(tr).items():
             tr.logger.image(tag, picture, position.step)
     _keep_if_best(tr, val_loss)
     _checkpoint(tr, "running")
+
+
+@torch.no_grad()
+def _pictures(tr: _Training) -> dict[str, np.ndarray]:
+    """The method's TensorBoard pictures of the first validation items, in eval mode."""
+    tr.model.eval()
+    batch = tr.data.picture_batch
+    out = tr.method.forward(tr.model, batch, tr.procs.device, tr.cfg.channels_last)
+    tr.model.train()
+    return tr.method.picture(tr.model, batch, out)
 
 
 def _stop_resumably(tr: _Training, reason: str, status: str) -> None:

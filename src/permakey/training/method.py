@@ -76,7 +76,8 @@ class Method(Protocol):
     def validation_loss(self, losses: dict[str, float]) -> float:
         """The early-stopping criterion from the mean validation losses."""
 
-    def picture(
-        self, model: nn.Module, batch: dict, device: torch.device, cfg: TrainConfig
-    ) -> dict[str, np.ndarray]:
-        """TensorBoard tag -> (H, W, 3) uint8 picture of validation frames with keypoints."""
+    def picture(self, model: nn.Module, batch: dict, out: ModelOutput) -> dict[str, np.ndarray]:
+        """TensorBoard tag -> (H, W, 3) uint8 picture of validation frames with keypoints.
+
+        ``out`` is the model's output on ``batch`` in eval mode (`forward`).
+        """

@@ -89,15 +89,8 @@ class PermaKeyMethod:
         """LSP + PointNet loss: the VAE's ELBO does not decide when PermaKey stops."""
         return losses["lsp"] + losses["pointnet"]
 
-    @torch.no_grad()
-    def picture(
-        self, model: PermaKey, batch: dict, device: torch.device, cfg: TrainConfig
-    ) -> dict[str, np.ndarray]:
+    def picture(self, model: PermaKey, batch: dict, out: PermaKeyOutput) -> dict[str, np.ndarray]:
         """Frames with keypoints and each layer's error map; the VAE's reconstructions."""
-        model.eval()
-        images = to_float(batch["frame"], device, cfg.channels_last)
-        out = model(images)
-        model.train()
         maps = {
             f"error map, layer {layer}": m
             for layer, m in zip(model.error_layers, out.error_maps, strict=True)

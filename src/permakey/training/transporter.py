@@ -71,14 +71,8 @@ class TransporterMethod:
     def validation_loss(self, losses: dict[str, float]) -> float:
         return losses["reconstruction"]
 
-    @torch.no_grad()
     def picture(
-        self, model: Transporter, batch: dict, device: torch.device, cfg: TrainConfig
+        self, model: Transporter, batch: dict, out: TransporterOutput
     ) -> dict[str, np.ndarray]:
         """Target frames with their keypoints; the reconstructions of the targets."""
-        model.eval()
-        source = to_float(batch["source"], device, cfg.channels_last)
-        target = to_float(batch["target"], device, cfg.channels_last)
-        out = model(source, target)
-        model.train()
         return training_pictures(batch["target"], self.kind, out.target_centres, out.reconstruction)
