@@ -5,8 +5,8 @@ a fake executor that plays each step's effect on the folders.
 """
 
 import json
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -164,7 +164,6 @@ def read_run_json(run: str | Path) -> dict[str, Any]:
     return info
 
 
-
 def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
     """Loads a safetensors file into ``model`` (strict) and returns the file's metadata.
 
