@@ -235,9 +235,9 @@ def test_older_run_folders_load_and_resume(stopped_run, reference_4, tmp_path):
 # --- a first checkpoint early ----------------------------------------------------------------
 
 
-def test_checkpoints_come_every_500_steps_or_10_minutes_by_default():
+def test_checkpoints_come_every_1000_steps_or_10_minutes_by_default():
     cfg = PermaKeyTrainConfig()
-    assert (cfg.checkpoint_every, cfg.checkpoint_minutes) == (500, 10.0)
+    assert (cfg.checkpoint_every, cfg.checkpoint_minutes) == (1000, 10.0)
     with pytest.raises(ValueError, match="checkpoint_every"):
         PermaKeyTrainConfig(checkpoint_every=0)
 
