@@ -20,7 +20,7 @@ from permakey.evaluation.judgement import judge_tracking
 from permakey.evaluation.results import EvaluationResult
 from permakey.experiments.definitions import DATA_SEED, KEYPOINTS, POLICY, SCALES
 from permakey.experiments.runner import dataset_complete, train_step
-from permakey.experiments.steps import Step, run_step
+from permakey.experiments.steps import INTERRUPTED, Step, run_step
 from permakey.runs import load
 from permakey.runs.pretrained import FOLDER, available, export, model_folder, read_record
 
@@ -128,6 +128,9 @@ def quality(result: EvaluationResult, model: str) -> dict[str, Any]:
 def build_game(game: str, out: Path, work: Path, recipe: Recipe, command: str = "") -> Path | None:
     """Collects, trains, evaluates and exports one game's model; None when a step failed.
 
+    Raises:
+        KeyboardInterrupt: a step was interrupted (its run is resumable: rerun the build).
+
     Args:
         game: canonical ALE game name.
         out: the folder of model folders (``permakey/pretrained_models``).
@@ -140,7 +143,10 @@ def build_game(game: str, out: Path, work: Path, recipe: Recipe, command: str = 
     todo.append(_to_run(steps["train"]))
     for step in filter(None, todo):
         print(f"{game}: {step}", flush=True)
-        if run_step(step):
+        status = run_step(step)
+        if status == INTERRUPTED:  # Ctrl-C / SIGTERM stops the build, resumably
+            raise KeyboardInterrupt
+        if status:
             print(f"{game}: {step.kind} failed; the game is skipped", flush=True)
             return None
     run = steps["train"].kwargs["out"]
