@@ -614,6 +614,7 @@ def test_a_malicious_state_file_runs_no_code(stopped_run, tmp_path, capsys, form
 
 @pytest.mark.slow
 @pytest.mark.faults
+@pytest.mark.skipif(sys.platform != "linux", reason="forks a process that imported torch")
 def test_kills_at_write_events_and_random_times_lose_nothing(tmp_path):
     """`tests/faultkit.py train`: 20 write events and 6 random times per method (RELIABILITY.md)."""
     report = tmp_path / "faults.json"

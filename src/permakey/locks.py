@@ -23,8 +23,8 @@ Usage::
 - On release the lock file is removed (while still locked; an acquirer re-checks that the
   file it locked is still the one at the path, so removal never lets two processes in).
 
-``flock`` works on local file systems; on NFS it depends on the server (Linux clients map it
-to byte-range locks, which NFSv4 servers honour).
+``flock`` is POSIX (Linux, macOS). It works on local file systems; on NFS it depends on the
+server (Linux clients map it to byte-range locks, which NFSv4 servers honour).
 """
 
 from __future__ import annotations
