@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from permakey.cli.runs_options import add_runs_arguments
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = args.out or Path(f"evaluation_{Path(args.data).name}_{args.split}_{args.noise}.json")
+    _check_writable(out)
     result = evaluate_runs(
         args.runs,
         args.data,
@@ -72,8 +75,24 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         weights=args.weights,
     )
-    out = args.out or Path(f"evaluation_{Path(args.data).name}_{args.split}_{args.noise}.json")
     write_result(out, result)
     print(format_table(result))
     print(f"\nwrote {out}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fails before any model runs if ``out`` cannot be written: a folder, or a file in a
+    place that is not a folder or takes no new files (read-only, or no such device)."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the JSON file to write")
+    folder = out.parent
+    while not folder.exists():  # the folders that writing will create
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write --out {out}: {folder} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write --out {out}: {err.strerror or err} in {folder}") from None

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from permakey.data.store import SPLITS, open_split, read_meta
+from permakey.errors import UserError
 
 
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
@@ -51,6 +52,32 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         "objects_per_frame": dict(sorted(per_frame.items(), key=lambda kv: -kv[1])),
         "size_bytes": sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
     }
+
+
+def verify(path: str | os.PathLike) -> list[str]:
+    """Reads every split of a dataset back and checks it against meta.json's sha256.
+
+    Args:
+        path: the dataset folder.
+
+    Returns:
+        One line per damaged, missing or foreign file (naming it and what to do); empty if
+        the dataset is intact.
+    """
+    try:
+        read_meta(path)
+    except UserError as err:
+        return [str(err)]
+    problems = []
+    for name in SPLITS:
+        try:
+            with open_split(path, name) as split:
+                problem = split.verify()
+        except UserError as err:
+            problem = str(err)
+        if problem is not None:
+            problems.append(problem)
+    return problems
 
 
 def format_summary(summary: dict[str, Any]) -> str:
