@@ -66,9 +66,9 @@ def make_run(folder: Path, kind: str, model_config: Any, seed: int, frames: bool
     }
     if frames:
         info["frames"] = FrameSpec(model_config.image_size).to_json()
-    run.create(info, model, overwrite=False)
-    run.save_weights("best", model, 0)
+    run.create(info, model, {"step": 0}, overwrite=False)  # a state to load, not to resume
+    run.save_best(model, 0)
     with torch.no_grad():  # last weights that differ from the best ones
         next(model.parameters()).add_(1.0)
-    run.save_weights("last", model, 1)
+    run.save_checkpoint(model, {"step": 1})
     return folder

@@ -6,6 +6,7 @@ a fake executor that plays each step's effect on the folders.
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from permakey.cli.reproduce import command, print_commands
 from permakey.experiments.definitions import EXPERIMENTS, KEYPOINTS, SCALES
 from permakey.experiments.plan import plan_experiment
 from permakey.experiments.runner import (
+    _jobs,
     _stage,
     benchmark_rates,
     in_subprocess,
@@ -246,10 +248,15 @@ def test_runs_of_one_game_share_one_dataset():
 
 
 def write_status(run: Path, status, checkpoint=False):
+    """A run folder's run.json with ``status`` and, optionally, a checkpoint folder (empty files)."""
     run.mkdir(parents=True, exist_ok=True)
-    (run / "run.json").write_text(json.dumps({"status": status, "step": 3}))
+    info = {"format": "permakey-run", "kind": "permakey", "model": {}, "train": {}}
+    (run / "run.json").write_text(json.dumps({**info, "status": status, "step": 3}))
     if checkpoint:
-        (run / "state.pt").write_bytes(b"")
+        folder = run / "checkpoints" / "step-00000003"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("last.safetensors", "state.pt"):
+            (folder / name).write_bytes(b"")
 
 
 def test_train_step_keeps_resumes_or_starts(tmp_path):
@@ -271,7 +278,8 @@ def test_train_step_keeps_resumes_or_starts(tmp_path):
     step = train_step("transporter", run, options, runtime)
     assert step == Step("resume", {"kind": "transporter", "run": str(run), "time_budget": 5})
     assert command(step) == f"permakey train transporter --resume {run} --time-budget 5"
-    (run / "state.pt").unlink()  # interrupted before its first checkpoint: start again
+    shutil.rmtree(run)
+    run.mkdir()  # an empty folder is in the way: it is replaced
     step = train_step("permakey", run, options, runtime)
     assert step.kind == "train" and step.kwargs["overwrite"] is True
     assert command(step).endswith(" --overwrite")
@@ -340,14 +348,14 @@ def test_stage_stops_starting_jobs_after_an_interruption():
         return 130 if step.kwargs["game"] == "b" else 0
 
     jobs = [(name, Step("collect", {"game": name}), Path("log")) for name in "abcde"]
-    assert _stage(jobs, 1, execute) == {"a": 0, "b": 130}
+    assert _stage(_jobs(jobs, execute), 1) == {"a": 0, "b": 130}
     assert started == ["a", "b"]
 
 
 def test_subprocess_workers_share_the_threads(tmp_path, monkeypatch):
     seen = {}
 
-    def call(argv, stdout, stderr, env):
+    def call(argv, stdout, stderr, env, pass_fds):
         seen.update(argv=argv, threads=env["OMP_NUM_THREADS"])
         return 0
 

@@ -23,6 +23,7 @@ from permakey.cli.main import main
 from permakey.devices import resolve_device
 from permakey.errors import UserError
 from permakey.models.permakey import PermaKeyConfig
+from permakey.runs.folder import checkpoint_folder, weights_path
 from permakey.testing import make_sprites_dataset
 from permakey.training import get_method
 from permakey.training.config import (
@@ -60,6 +61,16 @@ def _one_thread(one_thread):
 
 def weights(path) -> dict[str, torch.Tensor]:
     return load_file(path)
+
+
+def last(run: Path) -> Path:
+    """The weights of a run's last checkpoint."""
+    return weights_path(run, "last")
+
+
+def last_state(run: Path) -> dict:
+    """The state of a run's last checkpoint."""
+    return torch.load(last(run).parent / "state.pt", weights_only=True)
 
 
 def assert_same_weights(a, b) -> None:
@@ -252,7 +263,9 @@ def test_run_folder_contents_and_checkpoint_round_trip(data, tmp_path):
     assert PermaKeyConfig.from_dict(info["model"]) == TINY_PERMAKEY
     assert PermaKeyTrainConfig.from_dict(info["train"]) == tiny_cfg(data)
     assert info["dataset"]["train"]["sha256"] and info["code"]["version"]
-    state = torch.load(run / "state.pt", weights_only=True)
+    assert last(run) == checkpoint_folder(run, 16) / "last.safetensors"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000016"]  # only the last
+    state = last_state(run)
     assert state["step"] == 16 and state["position"] == {"epoch": 2, "batch": 0, "step": 16}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("losses/pointnet" in r and "charts/images_per_s" in r for r in rows)
@@ -267,12 +280,12 @@ def test_run_folder_contents_and_checkpoint_round_trip(data, tmp_path):
     loaded = permakey.load(run, "last")
     assert loaded.kind == "permakey" and loaded.config == TINY_PERMAKEY
     assert not loaded.model.training
-    saved = weights(run / "last.safetensors")
+    saved = weights(last(run))
     state_dict = loaded.model.state_dict()
     assert saved.keys() == state_dict.keys()
     assert all(torch.equal(saved[k], state_dict[k]) for k in saved)
     ident = loaded.identity()
-    assert ident["sha256"] == hashlib.sha256((run / "last.safetensors").read_bytes()).hexdigest()
+    assert ident["sha256"] == hashlib.sha256(last(run).read_bytes()).hexdigest()
     assert permakey.load(run, "best").identity()["weights"] == "best.safetensors"
 
 
@@ -297,7 +310,7 @@ def test_resume_after_interrupt_and_step_budget_is_bit_identical(data, tmp_path)
     assert (second.status, second.step, second.epoch) == ("stopped", 11, 1)
     third = train(method, tiny_cfg(data), TINY_PERMAKEY, run, resume=True)
     assert (third.status, third.step) == ("finished", full.step)
-    assert_same_weights(tmp_path / "full" / "last.safetensors", run / "last.safetensors")
+    assert_same_weights(last(tmp_path / "full"), last(run))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == sorted(row["step"] for row in rows)
     # The stop at step 11 validated its weights as well: the best weights are the better of
@@ -325,7 +338,8 @@ def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path
     run = tmp_path / "run"
     first = train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run)
     assert (first.status, first.step) == ("stopped", 3)
-    files = ("last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl")
+    files = ("checkpoints/step-00000003/last.safetensors", "best.safetensors",
+             "checkpoints/step-00000003/state.pt", "metrics.jsonl")  # fmt: skip
     before = {name: (run / name).read_bytes() for name in files}
     capsys.readouterr()
     again = train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run, resume=True)
@@ -396,7 +410,7 @@ def test_nan_loss_stops_naming_module_and_step_and_keeps_last_checkpoint(data, t
     assert info["status"] == "diverged" and "pointnet" in info["error"]
     loaded = permakey.load(run, "last")
     assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
-    assert torch.load(run / "state.pt", weights_only=True)["step"] == 8
+    assert last_state(run)["step"] == 8
 
 
 def test_huge_learning_rate_diverges_with_a_clear_error(data, tmp_path):
@@ -424,10 +438,10 @@ def test_cli_trains_transporter_and_refuses_to_overwrite(data, tmp_path, capsys)
     assert main(cli(data, run)) == 0
     info = json.loads((run / "run.json").read_text())
     assert info["kind"] == "transporter" and info["model"]["num_keypoints"] == 3
-    before = (run / "last.safetensors").read_bytes()
+    before = last(run).read_bytes()
     assert main(cli(data, run)) == 2
     assert "already exists" in capsys.readouterr().err
-    assert (run / "last.safetensors").read_bytes() == before
+    assert last(run).read_bytes() == before
     assert main(cli(data, run, "--overwrite", "--seed", "1")) == 0
     assert json.loads((run / "run.json").read_text())["train"]["seed"] == 1
     # A resumed run keeps its settings; only run-time options may change.

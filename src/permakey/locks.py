@@ -17,6 +17,9 @@ Usage::
 - A child process can be lent a held lock (`lend`): it gets the open file descriptor and an
   environment variable naming it, and `hold_folder` there borrows the parent's lock instead of
   failing against it (the runner's subprocess workers).
+- A process forked from a holder shares its lock until it exits; `drop_inherited`, called in
+  such a child (DataLoader workers), lets go of its share, so that the lock ends with the
+  holder itself.
 - On release the lock file is removed (while still locked; an acquirer re-checks that the
   file it locked is still the one at the path, so removal never lets two processes in).
 
@@ -36,6 +39,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from permakey.errors import UserError
+from permakey.fileio import process_alive
 
 # The environment variable that lends locks to a child: "LOCKFILE=FD" entries joined by os.pathsep.
 LENT_ENV = "PERMAKEY_LENT_LOCKS"
@@ -77,7 +81,12 @@ def _describe(info: dict | None) -> str:
         return "another process (it has not written its name yet)"
     since = info.get("since")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
-    return f"pid {info.get('pid')} on host {info.get('host')} (since {when})"
+    holder = f"pid {info.get('pid')} on host {info.get('host')} (since {when})"
+    pid = info.get("pid")
+    if info.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
+        # The lock outlives its process only while processes it forked still run.
+        holder += ", which has ended: processes it started still hold the lock; try again"
+    return holder
 
 
 def _borrowed(path: Path) -> int | None:
@@ -179,6 +188,20 @@ def hold_folder(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
                 with contextlib.suppress(OSError):
                     path.unlink()  # while still locked, so nobody else holds this file
                 os.close(held.fd)
+
+
+def held(folder: str | os.PathLike) -> bool:
+    """Whether this process holds (or borrowed) ``folder``'s lock."""
+    return str(lock_file(folder)) in _HELD
+
+
+def drop_inherited() -> None:
+    """In a process forked from a holder: lets go of the inherited locks (without unlocking
+    them: the parent still holds them), so that they are released when the parent ends."""
+    for held_lock in _HELD.values():
+        with contextlib.suppress(OSError):
+            os.close(held_lock.fd)
+    _HELD.clear()
 
 
 def lend(folders: Iterable[str | os.PathLike]) -> tuple[dict[str, str], list[int]]:

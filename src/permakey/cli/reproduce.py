@@ -214,14 +214,14 @@ def _describe(plan, rates, workers: int) -> str:
 
 
 def _dry_run(plan) -> None:
-    from permakey.experiments.runner import dataset_complete, run_status, train_step
+    from permakey.experiments.runner import dataset_complete, status_line, train_step
 
     for data in plan.datasets:
         state = "complete" if dataset_complete(data.path) else "to collect"
         print(f"  dataset {data.path}: {state}")
     for run in plan.runs:
         step = train_step(run.variant.method, run.path, run.options, run.runtime)
-        state = f"{run_status(run.path)}, kept" if step is None else f"to {step.kind}"
+        state = status_line(run.path) if step is None else f"to {step.kind}"
         print(f"  run {run.path}: {state}")
 
 

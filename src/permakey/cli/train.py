@@ -35,8 +35,9 @@ DESCRIPTIONS = {
 }
 EPILOG = (
     "Start a run with --data DIR --out RUN; continue a stopped or interrupted one with --resume "
-    "RUN (only --epochs, --time-budget, --max-steps, --device, --workers, --in-memory and "
-    "--progress may change). Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
+    "RUN (only --epochs, --time-budget, --max-steps, --device, --workers, --in-memory, "
+    "--progress, --checkpoint-every and --checkpoint-minutes may change). --overwrite replaces "
+    "only a run folder, never other files; one process at a time writes a run folder. Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
     "train ... (the batch size is the total over all processes)."
 )
 

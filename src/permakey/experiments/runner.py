@@ -10,6 +10,12 @@ its runs are complete.
 What is already done is kept: a dataset folder with its meta.json (written last, atomically),
 a run whose run.json says finished, early-stopped or stopped (its budget), an evaluation or
 figure folder newer than every run.json of its group. An interrupted run is resumed.
+
+The runner never deletes a checkpoint: a run folder it cannot read (a damaged run.json, a run
+without a resumable checkpoint, a folder of other files) is reported as damaged, with what to
+do, and skipped; only an empty folder is replaced. It holds each run folder's lock
+(`permakey.locks`) from its decision to the end of the training step, lending it to the
+subprocess worker, so that two runners never train one run.
 """
 
 from __future__ import annotations
@@ -26,30 +32,71 @@ from pathlib import Path
 from typing import Any
 
 from permakey.data.store import meta_path
+from permakey.errors import UserError
 from permakey.experiments.plan import ExperimentPlan, GroupPlan, RunPlan
-from permakey.experiments.steps import INTERRUPTED, Step, run_step
+from permakey.experiments.steps import INTERRUPTED, USER_ERROR, Step, run_step
 from permakey.fileio import write_text_atomic
-from permakey.runs.folder import RUN_JSON, STATE
+from permakey.locks import held, hold_folder, lend
+from permakey.runs.folder import RUN_JSON, last_checkpoint, read_run_json
 
 # Statuses after which a run is complete: nothing to resume.
 DONE = ("finished", "early-stopped", "stopped")
 # A diverged run stopped on a non-finite loss; resuming would repeat it. It is reported.
 DIVERGED = "diverged"
+# A run folder that cannot be resumed or replaced without losing something: reported, skipped.
+DAMAGED = "damaged"
 # Frames/s of `permakey collect` with object ground truth (SpaceInvaders, this 2-core machine).
 COLLECT_FPS = 450.0
 # Minutes of `permakey evaluate` and `permakey show` per group, per 1,000 test frames.
 EVALUATE_MIN_PER_1K = 1.0
 
 
-def run_status(run: str | Path) -> str | None:
-    """The status in RUN/run.json; None when the folder has no run.json."""
-    path = Path(run) / RUN_JSON
-    if not path.is_file():
-        return None
+def inspect_run(run: str | Path) -> tuple[str | None, str | None]:
+    """A run folder's status and, for a damaged one, why and what to do.
+
+    Returns:
+        (None, None) when there is no run: no folder, or an empty one; (status in run.json,
+        None); or (`DAMAGED`, one line naming the file): run.json missing beside other files,
+        damaged or foreign, or a run to resume without a resumable checkpoint.
+    """
+    run = Path(run)
     try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, json.JSONDecodeError):
-        return None  # a damaged description: the run starts again
+        if not run.exists() or (run.is_dir() and not any(run.iterdir())):
+            return None, None
+        info = read_run_json(run)
+    except UserError as err:
+        return DAMAGED, f"{err}; the runner leaves the folder as it is"
+    except OSError as err:
+        return DAMAGED, f"cannot read {run}: {err.strerror}"
+    status = info.get("status")
+    if status in (*DONE, DIVERGED):
+        return status, None
+    checkpoint = last_checkpoint(run)
+    if checkpoint is None or not checkpoint.state.is_file():
+        return DAMAGED, (
+            f"{run} is a run ({status}) without a resumable checkpoint (a version before "
+            "checkpoint folders, killed in its first epoch): remove the folder to train it again"
+        )
+    return status, None
+
+
+def run_status(run: str | Path) -> str | None:
+    """The status of a run folder (`inspect_run`): None for no run, `DAMAGED`, or run.json's."""
+    return inspect_run(run)[0]
+
+
+def status_line(run: str | Path) -> str:
+    """How a run the runner does not train is reported: "finished, kept", "damaged: ...".
+
+    Raises:
+        ValueError: the run is to be trained (`train_step` gives a step).
+    """
+    status, damage = inspect_run(run)
+    if status == DAMAGED:
+        return f"{DAMAGED}, skipped: {damage}"
+    if status in (*DONE, DIVERGED):
+        return f"{status}, kept"
+    raise ValueError(f"run {run} is to be trained ({status})")
 
 
 def dataset_complete(data: str | Path) -> bool:
@@ -74,17 +121,17 @@ def train_step(
             loading; `training.config.RUNTIME_FIELDS`).
 
     Returns:
-        None when the run is complete (`DONE`) or diverged; a "resume" step (``kind``, ``run``,
-        ``*runtime``) when it has a checkpoint to continue from; otherwise a fresh start, a
-        "train" step (``kind``, ``out``, ``*options``, ``*runtime``, and ``overwrite`` when a
-        folder without a checkpoint is in the way).
+        None when the run is complete (`DONE`), diverged or damaged (`status_line` says
+        which); a "resume" step (``kind``, ``run``, ``*runtime``) for a run with a checkpoint
+        to continue from; otherwise a fresh start, a "train" step (``kind``, ``out``,
+        ``*options``, ``*runtime``, and ``overwrite`` when an empty folder is in the way).
     """
     run = Path(run)
     runtime = dict(runtime or {})
     status = run_status(run)
-    if status in DONE or status == DIVERGED:
+    if status in (*DONE, DIVERGED, DAMAGED):
         return None
-    if status is not None and (run / STATE).is_file():
+    if status is not None:
         return Step("resume", {"kind": kind, "run": str(run), **runtime})
     step = Step("train", {"kind": kind, "out": str(run), **options, **runtime})
     return step.with_kwargs(overwrite=True) if run.exists() else step
@@ -171,7 +218,7 @@ def estimate_minutes(plan: ExperimentPlan, rates: Rates, pending_only: bool = Tr
         if not (pending_only and dataset_complete(data.path)):
             total += (scale.train_frames + 2 * scale.eval_frames) / COLLECT_FPS / 60
     for run in plan.runs:
-        if not (pending_only and run_status(run.path) in (*DONE, DIVERGED)):
+        if not (pending_only and run_status(run.path) in (*DONE, DIVERGED, DAMAGED)):
             total += run_minutes(run, plan, rates)
     per_group = EVALUATE_MIN_PER_1K * scale.eval_frames / 1000
     return total + per_group * sum(len(g.runs) for g in plan.groups)
@@ -210,6 +257,10 @@ def in_subprocess(threads: int, describe: Describe = str) -> Execute:
 
     def execute(step: Step, log: Path) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        # The runner holds the run folder's lock: the worker borrows it.
+        folder = step.kwargs.get("out") or step.kwargs.get("run")
+        lent, fds = lend([folder]) if folder and held(folder) else ({}, [])
+        env.update(lent)
         log.parent.mkdir(parents=True, exist_ok=True)
         line = describe(step)
         print(f"start: {line}  (log {log})", flush=True)
@@ -221,6 +272,7 @@ def in_subprocess(threads: int, describe: Describe = str) -> Execute:
                 stdout=f,
                 stderr=subprocess.STDOUT,
                 env=env,
+                pass_fds=fds,
             )
         print(f"done ({status}): {log.stem}", flush=True)
         return status
@@ -228,20 +280,32 @@ def in_subprocess(threads: int, describe: Describe = str) -> Execute:
     return execute
 
 
-def _stage(jobs: list[tuple[str, Step, Path]], workers: int, execute: Execute) -> dict:
-    """Runs (label, step, log) jobs, ``workers`` at a time; {label: exit status}.
+# A job of a stage: its label and what runs it, returning an exit status (None: nothing to do).
+Job = tuple[str, Callable[[], "int | None"]]
+
+
+def _jobs(steps: list[tuple[str, Step, Path]], execute: Execute) -> list[Job]:
+    """(label, step, log) as jobs that execute the step."""
+    return [(label, lambda s=step, lg=log: execute(s, lg)) for label, step, log in steps]
+
+
+def _stage(jobs: list[Job], workers: int) -> dict:
+    """Runs jobs, ``workers`` at a time; {label: exit status} of those that ran a step.
 
     After an interrupted job (status 130) no further job starts; the running ones finish.
     """
     results: dict[str, int] = {}
     stop = threading.Event()
 
-    def one(job) -> None:
-        label, step, log = job
+    def one(job: Job) -> None:
+        label, run = job
         if stop.is_set():
             return
-        results[label] = execute(step, log)
-        if results[label] == INTERRUPTED:
+        status = run()
+        if status is None:
+            return
+        results[label] = status
+        if status == INTERRUPTED:
             stop.set()
 
     if workers == 1:
@@ -294,6 +358,29 @@ def write_tables(plan: ExperimentPlan) -> Path:
     return plan.tables
 
 
+def _training_job(
+    run: RunPlan, quiet: Mapping[str, Any], execute: Execute, logs: Path
+) -> Callable[[], int | None]:
+    """The job that brings one run to completion under its lock: decides (`train_step`) and
+    trains; None when there is nothing to do (reported), 2 when another process holds it."""
+
+    def job() -> int | None:
+        try:
+            with hold_folder(run.path, "run folder"):
+                step = train_step(
+                    run.variant.method, run.path, run.options, {**run.runtime, **quiet}
+                )
+                if step is None:
+                    print(f"run {run.path}: {status_line(run.path)}", flush=True)
+                    return None
+                return execute(step, logs / f"{_label('train', run.variant.name)}.log")
+        except UserError as err:  # another process trains it, or its lock cannot be made
+            print(f"run {run.path}: skipped: {err}", flush=True)
+            return USER_ERROR
+
+    return job
+
+
 def run_plan(
     plan: ExperimentPlan,
     workers: int = 1,
@@ -327,22 +414,17 @@ def run_plan(
         else:
             label = _label("collect", data.game)
             jobs.append((label, data.collect.with_kwargs(**quiet), logs / f"{label}.log"))
-    results = _stage(jobs, workers, execute)
+    results = _stage(_jobs(jobs, execute), workers)
     if INTERRUPTED in results.values():
         return INTERRUPTED
     missing = {d.game for d in plan.datasets if not dataset_complete(d.path)}
 
-    jobs = []
-    for run in plan.runs:
-        if run.variant.game in missing:
-            continue
-        step = train_step(run.variant.method, run.path, run.options, {**run.runtime, **quiet})
-        if step is None:
-            print(f"run {run.path}: {run_status(run.path)}, kept")
-        else:
-            label = _label("train", run.variant.name)
-            jobs.append((label, step, logs / f"{label}.log"))
-    results.update(_stage(jobs, workers, execute))
+    runs = [run for run in plan.runs if run.variant.game not in missing]
+    training = [
+        (_label("train", run.variant.name), _training_job(run, quiet, execute, logs))
+        for run in runs
+    ]
+    results.update(_stage(training, workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
 
@@ -364,16 +446,17 @@ def run_plan(
             print(f"figures {group.figures}: up to date, kept")
         else:
             shows.append((label, group.show, logs / f"{label}.log"))
-    results.update(_stage(evaluations, workers, execute))
+    results.update(_stage(_jobs(evaluations, execute), workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
-    results.update(_stage(shows, workers, execute))
+    results.update(_stage(_jobs(shows, execute), workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
     tabled = [group for group in ready if group.evaluation.is_file()]
     for group in tabled:
         write_table(group)
     failed = sorted(label for label, status in results.items() if status)
+    failed += [f"run {run.path} ({DAMAGED})" for run in runs if run_status(run.path) == DAMAGED]
     complete = len(tabled) == len(plan.groups) and not failed
     if complete:
         print(f"\ntables: {write_tables(plan)}")

@@ -46,4 +46,22 @@ def run_configs(run) -> tuple[Any, Any, Any]:
         model_config = method.model_config_class.from_dict(info["model"])
     except (ValueError, TypeError) as err:
         raise UserError(f"{run}/{RUN_JSON} is corrupted ({err})") from None
-    return method, cfg, model_config
+    return method, _absolute_data(cfg, info), model_config
+
+
+def _absolute_data(cfg: Any, info: dict) -> Any:
+    """``cfg`` with its dataset path absolute.
+
+    Runs store it absolute; older ones stored it as given, relative to a working folder that
+    is not recorded. Such a path is taken from this working folder when the dataset is there,
+    else from the dataset identity, which recorded the resolved path of each split's dataset.
+    """
+    import os
+    from dataclasses import replace
+
+    if os.path.isabs(cfg.data) or os.path.isdir(cfg.data):
+        return replace(cfg, data=os.path.abspath(cfg.data))
+    recorded = (info.get("dataset") or {}).get("train", {}).get("path")
+    if isinstance(recorded, str) and os.path.isabs(recorded):
+        return replace(cfg, data=recorded)
+    return cfg

@@ -7,6 +7,11 @@ patience, or `_stop_resumably` on a time or step budget or on Ctrl-C / SIGTERM; 
 loss stops it with an error naming the loss (the last checkpoint stays as it was). A stop
 condition is a plain value: the `Stopper`'s reason after each step, or None.
 
+Checkpoints: one at the start (step 0, with the run folder), one every ``checkpoint_every``
+steps or ``checkpoint_minutes`` minutes inside an epoch, one at each epoch's end and one at a
+resumable stop; a kill loses at most the work since the last. The main process holds the run
+folder's lock (`permakey.locks`) for the whole call, so that no other process writes it.
+
 Exact resume: the data order of an epoch is a function of (seed, epoch), a checkpoint records
 the position inside the epoch, the learning rate is a function of the step, and state.pt holds
 the optimiser and RNG states; validation runs on a forked RNG so that it never shifts the
@@ -15,7 +20,9 @@ training's random stream. On CPU a resumed run ends bit-identical to an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import signal
 import threading
@@ -34,7 +41,8 @@ from tqdm.auto import tqdm
 
 from permakey.devices import autocast, cpu_has_fast_bf16, resolve_precision
 from permakey.errors import UserError
-from permakey.runs.folder import TENSORBOARD, code_version
+from permakey.locks import drop_inherited, hold_folder
+from permakey.runs.folder import TENSORBOARD, code_version, weights_path
 from permakey.runs.trained import FrameSpec
 from permakey.training.config import TrainConfig
 from permakey.training.distributed import EpochSampler, Processes, average_gradients
@@ -183,7 +191,7 @@ def check_finite(losses: dict[str, float], where: str, run: Path, saved_step: in
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"loss {key!r} (module {key.split('/')[0]!r}) became {value} at {where}; "
-                f"training stopped. The last good checkpoint, {run}/last.safetensors "
+                f"training stopped. The last good checkpoint, {weights_path(run, 'last')} "
                 f"(step {saved_step}), is intact"
             )
 
@@ -247,24 +255,39 @@ class Logger:
         if run is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: main process only
 
-            self.writer = SummaryWriter(str(run.path / TENSORBOARD), purge_step=purge_step)
+            with self._writing():
+                self.writer = SummaryWriter(str(run.path / TENSORBOARD), purge_step=purge_step)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A failed write of the event files as a one-line `UserError` naming their folder."""
+        try:
+            yield
+        except OSError as err:
+            raise UserError(
+                f"cannot write {self.run.path / TENSORBOARD}: {err.strerror or err}"
+            ) from None
 
     def scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         """Logs namespaced scalars ("losses/vae", "charts/images_per_s", "val/loss"...)."""
         if self.run is None:
             return
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        with self._writing():
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
         self.run.append_metrics({"step": step, "epoch": epoch, **values})
 
     def image(self, tag: str, picture: np.ndarray, step: int) -> None:
         """Logs an (H, W, 3) uint8 picture."""
         if self.writer is not None:
-            self.writer.add_image(tag, picture, step, dataformats="HWC")
+            with self._writing():
+                self.writer.add_image(tag, picture, step, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            # Closing flushes: a failure here comes after the run's own files are written.
+            with contextlib.suppress(OSError):
+                self.writer.close()
 
 
 def seed_everything(seed: int) -> None:
@@ -274,9 +297,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    # DataLoader workers leave Ctrl-C to the training process, which stops between steps.
+def _init_worker(worker_id: int) -> None:
+    # DataLoader workers leave Ctrl-C to the training process, which stops between steps,
+    # and let go of the run folder's lock, which then ends with the training process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    drop_inherited()
 
 
 def _loader(
@@ -289,7 +314,7 @@ def _loader(
         num_workers=cfg.workers,
         drop_last=drop_last,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_ignore_sigint if cfg.workers else None,
+        worker_init_fn=_init_worker if cfg.workers else None,
         # Worker seeds come from this generator, not from the global RNG of the training.
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -325,17 +350,30 @@ def train(
         out: the run folder.
         resume: continue the run in ``out`` from its last checkpoint (``cfg`` and
             ``model_config`` must be the run's, see `permakey.training.run_configs`).
-        overwrite: replace an existing ``out`` (ignored with ``resume``).
+        overwrite: replace an existing run folder at ``out`` (ignored with ``resume``; never
+            a folder that is not a run, nor the dataset).
 
     Returns:
         `TrainResult`.
 
     Raises:
-        UserError: bad data or run folder; `TrainingDiverged` on a non-finite loss.
+        UserError: bad data or run folder, another process writing ``out``
+            (`permakey.locks.FolderLocked`), a failed write (named); `TrainingDiverged` on a
+            non-finite loss.
     """
+    if not resume:  # stored absolute, so that the run resumes from any working folder
+        cfg = replace(cfg, data=os.path.abspath(cfg.data))
     procs = Processes.start(cfg.device)
     try:
-        return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))
+        with contextlib.ExitStack() as lock:
+            message = None
+            if procs.is_main:
+                try:
+                    lock.enter_context(hold_folder(out, "run folder"))
+                except UserError as err:
+                    message = str(err)
+            procs.share_error(message)
+            return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))
     finally:
         procs.stop()
 
@@ -359,8 +397,8 @@ class _Training:
     """Everything the steps of `_train` share, built by `_setup`.
 
     ``position`` and ``early`` advance as training goes; ``saved_step`` is the step of the
-    last checkpoint (the one a divergence leaves intact), ``start_step`` the step this call
-    started from.
+    last checkpoint (the one a divergence leaves intact) and ``saved_at`` its time.monotonic(),
+    ``start_step`` the step this call started from.
     """
 
     method: Method
@@ -378,6 +416,7 @@ class _Training:
     saved_step: int
     elapsed_before: float  # seconds of training before this call
     started: float  # time.monotonic() when this call's training started
+    saved_at: float
 
     @property
     def done(self) -> bool:
@@ -404,6 +443,13 @@ def _train(tr: _Training) -> TrainResult:
     except TrainingDiverged as err:
         if procs.is_main:
             tr.run.update_info(status="diverged", error=str(err))
+        raise
+    except UserError as err:
+        # Bad data met mid-run, a failed write: the run resumes from its last checkpoint, and
+        # its run.json does not say "running" meanwhile (where run.json can still be written).
+        if procs.is_main:
+            with contextlib.suppress(UserError):
+                tr.run.update_info(status="failed", error=str(err))
         raise
     finally:
         tr.logger.close()
@@ -448,9 +494,14 @@ def _setup(
     seed_everything(cfg.seed + procs.rank)
 
     data = _data(method, cfg, procs)
-    info = None if resume else _run_info(method, cfg, model_config, data, procs)
-    run = _open_run(RunFolder(out), method.kind, info, model, overwrite, procs)
     position, early, elapsed_before = Position(), EarlyStopping(cfg.patience), 0.0
+    start = None
+    if not resume:
+        start = (
+            _run_info(method, cfg, model_config, data, procs),
+            _state(position, early, optimizer, 0.0),
+        )
+    run = _open_run(RunFolder(out), method.kind, start, model, overwrite, procs)
     if resume:
         position, early, elapsed_before = _resume(run, model, optimizer, cfg, procs)
 
@@ -462,10 +513,11 @@ def _setup(
     # TensorBoard hides the events from the purge step on: those logged after the checkpoint
     # (as truncate_metrics drops them), not the checkpoint's own step's.
     logger = Logger(run if procs.is_main else None, position.step + 1 if resume else None)
+    now = time.monotonic()
     return _Training(
         method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
         start_step=position.step, saved_step=position.step, elapsed_before=elapsed_before,
-        started=time.monotonic(),
+        started=now, saved_at=now,
     )  # fmt: skip
 
 
@@ -517,22 +569,25 @@ def _run_info(
 def _open_run(
     run: RunFolder,
     kind: str,
-    info: dict | None,
+    start: tuple[dict, dict] | None,
     model: nn.Module,
     overwrite: bool,
     procs: Processes,
 ) -> RunFolder:
-    """The run folder: created with ``info`` (or, for None, checked to be a ``kind`` run to
-    resume) by the main process alone, then read by all."""
+    """The run folder: created with ``start``, its run.json and initial state (or, for None,
+    checked to be a ``kind`` run to resume and cleaned of what killed writes left), by the
+    main process alone, then read by all."""
     message = None
     if procs.is_main:
         try:
-            if info is None:
+            if start is None:
                 stored = run.info["kind"]
                 if stored != kind:
                     raise UserError(f"{run.path} is a {stored} run, not a {kind} run")
+                run.clean()
             else:
-                run.create(info, model, overwrite)
+                info, state = start
+                run.create(info, model, state, overwrite)
         except UserError as err:
             message = str(err)
     procs.share_error(message)
@@ -553,9 +608,15 @@ def _resume(
         training so far.
     """
     state = run.load_checkpoint(model, procs.device)
-    optimizer.load_state_dict(state["optimizer"])
-    position = Position(**state["position"])
-    early = EarlyStopping(**{**state["early_stopping"], "patience": cfg.patience})
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        position = Position(**state["position"])
+        early = EarlyStopping(**{**state["early_stopping"], "patience": cfg.patience})
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"the state of {weights_path(run.path, 'last').parent} does not fit this run "
+            f"({type(err).__name__}: {err}); train the run again with --overwrite"
+        ) from None
     if procs.is_main:
         set_rng_state(state["rng"])
         run.truncate_metrics(position.step)
@@ -600,8 +661,20 @@ def _train_epoch(tr: _Training, stopper: Stopper) -> str | None:
                 _log_training(tr, window.flush(), lrs, bar)
             stop = stopper.reason(position.step, tr.procs)
             if stop is not None:
-                return stop
+                return stop  # the stop checkpoints
+            if position.batch < data.steps_per_epoch and _checkpoint_due(tr):
+                _checkpoint(tr, "running")  # the epoch's end checkpoints after its last step
     return None
+
+
+def _checkpoint_due(tr: _Training) -> bool:
+    """Whether a checkpoint is due inside the epoch: every ``checkpoint_every`` steps (counted
+    from the run's start, so the same steps whether or not it resumed) or minutes."""
+    cfg = tr.cfg
+    if cfg.checkpoint_every is not None and tr.position.step % cfg.checkpoint_every == 0:
+        return True
+    minutes = cfg.checkpoint_minutes
+    return minutes is not None and time.monotonic() - tr.saved_at >= 60 * minutes
 
 
 def _mean_over_processes(losses: dict[str, torch.Tensor], procs: Processes) -> dict[str, float]:
@@ -683,17 +756,18 @@ def _keep_if_best(tr: _Training, val_loss: float) -> bool:
     """Writes best.safetensors if these weights validate lower than the kept ones; whether so."""
     kept = tr.early.keep(val_loss)
     if kept and tr.procs.is_main:
-        tr.run.save_weights("best", tr.model, tr.position.step)
+        tr.run.save_best(tr.model, tr.position.step)
     return kept
 
 
 def _checkpoint(tr: _Training, status: str) -> None:
-    """Writes last.safetensors, state.pt and run.json's progress (main process only)."""
+    """Writes a checkpoint (weights and state), then run.json's progress (main process only)."""
     if tr.procs.is_main:
         elapsed = tr.elapsed_before + time.monotonic() - tr.started
         tr.run.save_checkpoint(tr.model, _state(tr.position, tr.early, tr.optimizer, elapsed))
         tr.run.update_info(status=status, **_summary(tr))
     tr.saved_step = tr.position.step
+    tr.saved_at = time.monotonic()
 
 
 def _status(tr: _Training, stop: str | None) -> str:
