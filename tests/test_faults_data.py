@@ -26,9 +26,9 @@ from conftest import TINY_PERMAKEY, make_run
 from permakey.cli.main import main
 from permakey.data.collect import collect
 from permakey.data.datasets import FrameDataset
-from permakey.data.store import SPLITS, DatasetDamaged, open_split
-from permakey.errors import UserError
+from permakey.data.store import DatasetDamaged, open_split
 from permakey.locks import lock_file
+from permakey.runs.folder import last_checkpoint
 from permakey.testing import make_sprites_dataset
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -47,7 +47,9 @@ def sprites(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pong(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "pong"
-    return collect("pong", out, frames=20, val_frames=5, test_frames=5, objects=False, progress=False)
+    return collect(
+        "pong", out, frames=20, val_frames=5, test_frames=5, objects=False, progress=False
+    )
 
 
 def _copy(path: Path, tmp_path: Path, name: str = "copy") -> Path:
@@ -138,16 +140,24 @@ def test_a_damaged_chunk_is_a_one_line_error_naming_the_file(sprites, tmp_path):
     assert "train.h5" in message
 
 
-def test_train_meeting_a_damaged_chunk_stops_with_one_line(sprites, tmp_path, capsys):
+def test_train_meeting_a_damaged_chunk_stops_resumably_with_one_line(sprites, tmp_path, capsys):
     copy = _copy(sprites, tmp_path)
-    _damage_chunk(copy / "train.h5", 40)  # in the first epoch's last batch
-    argv = ["train", "permakey", "--data", str(copy), "--out", str(tmp_path / "run")]
-    argv += ["--batch-size", "8", "--epochs", "1", "--workers", "0", "--device", "cpu"]
-    argv += ["--no-progress", "--model", "image_size=32", "--model", "encoder_channels=[8,8,8,8]"]
+    _damage_chunk(copy / "train.h5", 40)  # read in the first epoch (6 steps of 8 frames)
+    run = tmp_path / "run"
+    argv = ["train", "permakey", "--data", str(copy), "--out", str(run), "--batch-size", "8"]
+    argv += ["--epochs", "1", "--workers", "0", "--device", "cpu", "--no-progress"]
+    argv += ["--model", "image_size=32", "--model", "encoder_channels=[8,8,8,8]"]
     argv += ["--model", "latent_dim=4", "--model", "lsp_hidden=[16]", "--num-keypoints", "3"]
     assert main(argv) == 2
     err = _error_line(capsys)
     assert "train.h5" in err and "collect the dataset again" in err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "train.h5" in info["error"]
+    assert last_checkpoint(run) is not None  # the step-0 checkpoint at least
+    # With the file put back, the run resumes from its checkpoint and finishes.
+    shutil.copy(sprites / "train.h5", copy / "train.h5")
+    assert main(["train", "permakey", "--resume", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 # --- 3. full disk, file-size limit, read-only folders --------------------------------------
