@@ -27,7 +27,10 @@ from permakey.training.config import (
 )
 
 CHOICES = {"noise": NOISE_KINDS, "lr_decay": DECAYS, "precision": PRECISIONS, "device": DEVICES}
-METAVARS = {"data": "DIR", "time_budget": "MIN", "noise_colour": ("R", "G", "B")}
+METAVARS = {
+    "data": "DIR", "time_budget": "MIN", "checkpoint_minutes": "MIN",
+    "noise_colour": ("R", "G", "B"),
+}  # fmt: skip
 DESCRIPTIONS = {
     "permakey": "Train PermaKey (VAE, local spatial prediction networks, PointNet) on the frames "
     "of a dataset.",
@@ -61,7 +64,10 @@ def add_parser(subparsers) -> None:
             "--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint"
         )
         run_group.add_argument(
-            "--overwrite", action="store_true", help="replace an existing run folder at --out"
+            "--overwrite",
+            action="store_true",
+            help="replace an existing run folder at --out (only a run folder or an empty "
+            "folder: never other files, nor the dataset)",
         )
         model_group = sub.add_argument_group("model")
         model_group.add_argument(

@@ -371,6 +371,8 @@ def train(
                 try:
                     lock.enter_context(hold_folder(out, "run folder"))
                 except UserError as err:
+                    if not procs.distributed:
+                        raise  # as it is: `permakey.locks.FolderLocked`
                     message = str(err)
             procs.share_error(message)
             return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))

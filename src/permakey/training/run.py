@@ -31,6 +31,7 @@ from permakey.errors import UserError
 from permakey.fileio import (
     atomic_dir,
     atomic_path,
+    leftovers,
     remove_leftovers,
     remove_tree,
     write_bytes_atomic,
@@ -184,10 +185,13 @@ class RunFolder:
                     (self.path / name).unlink()
 
     def clean(self) -> None:
-        """Removes what killed writes left in the folder (temporaries, older checkpoints)."""
+        """Removes what killed writes left: temporaries in the folder and beside it (of a
+        killed ``--overwrite``), and checkpoints older than the last."""
         with self._writing(self.path):
             for folder in (self.path, self.path / CHECKPOINTS):
                 remove_leftovers(folder)
+            for leftover in leftovers(self.path.parent, self.path.name):
+                remove_tree(leftover) if leftover.is_dir() else leftover.unlink()
             self._remove_older_checkpoints()
 
     def load_checkpoint(self, model: nn.Module, device: torch.device) -> dict[str, Any]:

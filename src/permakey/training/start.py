@@ -48,7 +48,8 @@ def new_run(
             ``preset``.
         num_keypoints: keypoints K, overriding the model preset's.
         model: model-config fields to override, by name (JSON values: lists for tuples).
-        overwrite: replace an existing run folder at ``out``.
+        overwrite: replace an existing run folder at ``out`` (only a run folder or an empty
+            folder: never other files, nor the dataset).
         **options: fields of the method's training config (`TrainConfig` and its subclass),
             e.g. ``seed=1, epochs=5, time_budget=2.0, device="cpu"``.
 
@@ -86,14 +87,17 @@ def resume_run(kind: str, run: str | os.PathLike, **options: Any) -> TrainResult
         kind: the run's method, "permakey" or "transporter" (checked against its run.json).
         run: the run folder.
         **options: options that may change between sessions of a run (`RUNTIME_FIELDS`:
-            epochs, time_budget, max_steps, device, workers, in_memory, progress).
+            epochs, time_budget, max_steps, device, workers, in_memory, progress,
+            checkpoint_every, checkpoint_minutes).
 
     Returns:
         How training ended (`TrainResult`).
 
     Raises:
         UserError: an option that a run keeps fixed, a missing or corrupted run folder, a run
-            of another method, an invalid value; `loop.TrainingDiverged` on a non-finite loss.
+            of another method, an invalid value, another process writing the run
+            (`permakey.locks.FolderLocked`), a failed write; `loop.TrainingDiverged` on a
+            non-finite loss.
     """
     fixed = fixed_options(options)
     if fixed:
