@@ -198,10 +198,10 @@ class _GuardedFile:
 
     HDF5 reports a failed write (full disk, file-size limit) only sometimes: from a chunk
     cache evicted while a handle is freed it prints "Exception ignored", and a file whose
-    writes failed crashes the interpreter when the library shuts down (a segfault, measured
-    with h5py 3 under RLIMIT_FSIZE). Here every write goes through Python: the first error is
-    kept in ``error`` for the writer to raise, and later writes are dropped as if done, so
-    that HDF5 closes the doomed file quietly (its folder is discarded).
+    writes failed crashes the interpreter when the library shuts down (a segfault, seen with
+    h5py 3.16 and HDF5 2.0 under RLIMIT_FSIZE). Here every write goes through Python: the
+    first error is kept in ``error`` for the writer to raise, and later writes are dropped as
+    if done, so that HDF5 closes the doomed file quietly (its folder is discarded).
     """
 
     def __init__(self, path: Path):
@@ -307,7 +307,7 @@ class SplitWriter:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """Turns a failed write, raised by h5py or kept by the guarded file, into a UserError."""
+        """Turns a failed write, raised by h5py or kept by the guarded file, into WriteFailed."""
         try:
             yield
         except (OSError, RuntimeError) as err:  # h5py raises either for a failed write
@@ -576,11 +576,9 @@ class Split:
         except (KeyError, OSError, RuntimeError) as err:
             return str(self._damaged(err))
         if digest != self.meta["splits"][self.split]["sha256"]:
-            return str(
-                DatasetDamaged(
-                    f"damaged dataset file {self.file} (its sha256 differs from the one in "
-                    f"{meta_path(self.path)}); {AGAIN}"
-                )
+            return (
+                f"damaged dataset file {self.file} (its sha256 differs from the one in "
+                f"{meta_path(self.path)}); {AGAIN}"
             )
         return None
 
