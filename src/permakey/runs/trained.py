@@ -293,10 +293,12 @@ class TrainedModel:
         size = self.frames.size
         check_uint8(frames)
         if isinstance(frames, np.ndarray):
-            # torch takes no negative strides (flipped arrays); contiguous copies it only then.
-            frames = np.ascontiguousarray(frames)
-            # torch warns on read-only arrays (h5py slices, PIL images); a copy is cheap here.
-            frames = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
+            # torch takes no negative strides (flipped arrays, even of one frame, which numpy
+            # calls contiguous) and warns on read-only arrays (h5py slices, PIL images): a
+            # copy is cheap here.
+            if not frames.flags.writeable or any(stride < 0 for stride in frames.strides):
+                frames = frames.copy()
+            frames = torch.from_numpy(frames)
         shape = tuple(frames.shape)
         if len(shape) == 4 and shape[1:] == (size, size, 3):
             return frames.permute(0, 3, 1, 2)  # (N, 3, S, S)
