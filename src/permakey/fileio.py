@@ -100,9 +100,10 @@ def leftovers(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     return sorted(found)
 
 
-def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
-    """Removes every leftover temporary in ``folder`` (`leftovers`); returns what it removed."""
-    found = leftovers(folder)
+def remove_leftovers(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Removes the leftover temporaries in ``folder`` (of target ``name``, or of any:
+    `leftovers`); returns what it removed."""
+    found = leftovers(folder, name)
     for path in found:
         _delete(path)
     return found
@@ -124,8 +125,7 @@ def remove_tree(path: str | os.PathLike) -> None:
 
 def _clean_beside(path: Path) -> None:
     """Removes the leftovers of earlier writes of ``path``, and the old copy of a replace."""
-    for leftover in leftovers(path.parent, path.name):
-        _delete(leftover)
+    remove_leftovers(path.parent, path.name)
     old = path.with_name(f".{path.name}.old")  # the previous folder of a finished replace
     if old.exists() and path.exists():
         _delete(old)

@@ -106,13 +106,15 @@ def _permakey(step: Step) -> None:
 
 def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
     """Trains a method under a time budget, or resumes it, or keeps a complete run."""
-    from permakey.experiments.runner import train_step
+    from permakey.experiments.runner import DAMAGED, run_status, status_line, train_step
 
     new_run = {"data": str(data), "preset": PRESETS[method], "noise": args.noise,
                "seed": args.seed, "num_keypoints": args.num_keypoints, "time_budget": minutes,
                "in_memory": True, "workers": 0, "progress": False}  # fmt: skip
     step = train_step(method, run, new_run, {"device": args.device})
     if step is None:
+        if run_status(run) == DAMAGED:
+            raise UserError(f"run {run}: {status_line(run)}")
         print(f"\n{method}: keeping the complete run in {run}")
         return
     _permakey(step)

@@ -255,24 +255,14 @@ class Logger:
         if run is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: main process only
 
-            with self._writing():
+            with run.writing(run.path / TENSORBOARD):
                 self.writer = SummaryWriter(str(run.path / TENSORBOARD), purge_step=purge_step)
-
-    @contextlib.contextmanager
-    def _writing(self):
-        """A failed write of the event files as a one-line `UserError` naming their folder."""
-        try:
-            yield
-        except OSError as err:
-            raise UserError(
-                f"cannot write {self.run.path / TENSORBOARD}: {err.strerror or err}"
-            ) from None
 
     def scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         """Logs namespaced scalars ("losses/vae", "charts/images_per_s", "val/loss"...)."""
         if self.run is None:
             return
-        with self._writing():
+        with self.run.writing(self.run.path / TENSORBOARD):
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
         self.run.append_metrics({"step": step, "epoch": epoch, **values})
@@ -280,7 +270,7 @@ class Logger:
     def image(self, tag: str, picture: np.ndarray, step: int) -> None:
         """Logs an (H, W, 3) uint8 picture."""
         if self.writer is not None:
-            with self._writing():
+            with self.run.writing(self.run.path / TENSORBOARD):
                 self.writer.add_image(tag, picture, step, dataformats="HWC")
 
     def close(self) -> None:
@@ -363,6 +353,8 @@ def train(
     """
     if not resume:  # stored absolute, so that the run resumes from any working folder
         cfg = replace(cfg, data=os.path.abspath(cfg.data))
+    elif not Path(out).is_dir():  # before its lock file is made beside it
+        raise UserError(f"run folder {out} does not exist")
     procs = Processes.start(cfg.device)
     try:
         with contextlib.ExitStack() as lock:

@@ -31,7 +31,6 @@ from permakey.errors import UserError
 from permakey.fileio import (
     atomic_dir,
     atomic_path,
-    leftovers,
     remove_leftovers,
     remove_tree,
     write_bytes_atomic,
@@ -135,7 +134,7 @@ class RunFolder:
         check_replaceable(self.path, info.get("train", {}).get("data"), overwrite)
         info = {"format": FORMAT, "format_version": FORMAT_VERSION, **info}
         weights, serialised = _serialise(model, state)
-        with self._writing(self.path, created=False), atomic_dir(self.path, overwrite) as tmp:
+        with self.writing(self.path, created=False), atomic_dir(self.path, overwrite) as tmp:
             write_json_atomic(tmp / RUN_JSON, info)
             folder = checkpoint_folder(tmp, state["step"])
             folder.mkdir(parents=True)
@@ -146,14 +145,14 @@ class RunFolder:
         """Rewrites run.json with ``entries`` replaced."""
         path = self.path / RUN_JSON
         info = self.info
-        with self._writing(path):
+        with self.writing(path):
             write_json_atomic(path, {**info, **entries})
 
     def save_best(self, model: nn.Module, step: int) -> None:
         """Writes RUN/best.safetensors atomically, with the step in its metadata."""
         path = weights_path(self.path, "best")
-        data = save(weights_state(model), metadata={"step": str(step)})
-        with self._writing(path):
+        data = _weights_bytes(model, step)
+        with self.writing(path):
             write_bytes_atomic(path, data)
 
     def save_checkpoint(self, model: nn.Module, state: dict[str, Any]) -> None:
@@ -168,7 +167,7 @@ class RunFolder:
         if folder.exists():
             raise RuntimeError(f"{folder} exists already")
         weights, serialised = _serialise(model, state)
-        with self._writing(folder):
+        with self.writing(folder):
             with atomic_dir(folder) as tmp:
                 (tmp / LAST).write_bytes(weights)
                 (tmp / STATE).write_bytes(serialised)
@@ -187,11 +186,10 @@ class RunFolder:
     def clean(self) -> None:
         """Removes what killed writes left: temporaries in the folder and beside it (of a
         killed ``--overwrite``), and checkpoints older than the last."""
-        with self._writing(self.path):
+        with self.writing(self.path):
             for folder in (self.path, self.path / CHECKPOINTS):
                 remove_leftovers(folder)
-            for leftover in leftovers(self.path.parent, self.path.name):
-                remove_tree(leftover) if leftover.is_dir() else leftover.unlink()
+            remove_leftovers(self.path.parent, self.path.name)
             self._remove_older_checkpoints()
 
     def load_checkpoint(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
@@ -221,7 +219,7 @@ class RunFolder:
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Appends one JSON line to metrics.jsonl (one write call, flushed)."""
         path = self.path / METRICS
-        with self._writing(path), open(path, "a") as f:
+        with self.writing(path), open(path, "a") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
             f.flush()
 
@@ -230,7 +228,7 @@ class RunFolder:
         path = self.path / METRICS
         if not path.exists():
             return
-        with self._writing(path):
+        with self.writing(path):
             keep = []
             for line in path.read_text().splitlines():
                 try:
@@ -242,7 +240,7 @@ class RunFolder:
                 tmp.write_text("".join(keep))
 
     @contextlib.contextmanager
-    def _writing(self, target: Path, created: bool = True) -> Iterator[None]:
+    def writing(self, target: Path, created: bool = True) -> Iterator[None]:
         """Turns a failed write (full disk, file-size limit, read-only folder) into a one-line
         `UserError` naming ``target`` and what is left."""
         try:
@@ -250,7 +248,7 @@ class RunFolder:
         except OSError as err:
             reason = err.strerror or error_line(err)
             if not created:
-                kept = "nothing was created"
+                kept = "nothing was created or replaced"
             else:
                 checkpoint = last_checkpoint(self.path)
                 kept = (
@@ -324,9 +322,13 @@ def load_state(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+def _weights_bytes(model: nn.Module, step: int) -> bytes:
+    """A safetensors file of the model's weights, with the step in its metadata."""
+    return save(weights_state(model), metadata={"step": str(step)})
+
+
 def _serialise(model: nn.Module, state: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The checkpoint's two files as bytes: the weights (step in the metadata) and state.pt."""
-    weights = save(weights_state(model), metadata={"step": str(state["step"])})
+    """The checkpoint's two files as bytes: the weights and state.pt."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    return weights, buffer.getvalue()
+    return _weights_bytes(model, state["step"]), buffer.getvalue()
