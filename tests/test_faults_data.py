@@ -140,7 +140,9 @@ def test_a_damaged_chunk_is_a_one_line_error_naming_the_file(sprites, tmp_path):
     assert "train.h5" in message
 
 
-def test_train_meeting_a_damaged_chunk_stops_resumably_with_one_line(sprites, tmp_path, capsys):
+def test_train_meeting_a_damaged_chunk_stops_resumably_with_one_line(
+    sprites, tmp_path, capsys, one_thread
+):
     copy = _copy(sprites, tmp_path)
     _damage_chunk(copy / "train.h5", 40)  # read in the first epoch (6 steps of 8 frames)
     run = tmp_path / "run"

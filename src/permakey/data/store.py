@@ -435,7 +435,7 @@ class Split:
         self.meta = read_meta(self.path)
         self.file = split_path(self.path, split)
         if not self.file.is_file():
-            raise UserError(f"missing dataset file {self.file}")
+            raise UserError(f"missing dataset file {self.file}; {AGAIN}")
         self._h5 = None
         self._pid = None
         self._table = None
