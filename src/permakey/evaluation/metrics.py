@@ -22,6 +22,13 @@ Conventions (shared by every function here):
   counts of keypoints over all keypoints of all frames. Frames without any counted object
   stay in precision (their keypoints are on no object). Per-frame values are available from
   `per_frame_scores`.
+- **Identity** (does keypoint k keep its object?): objects carry a track, the pair (episode,
+  id) of `permakey.data.identity` made dense by `track_index`. In each frame a keypoint sits
+  on the track of the nearest object (box centre) whose box grown by r holds it
+  (`keypoint_tracks`); its *purity* is the share of its on-object frames spent on its most
+  frequent track (`purity`). A track is *kept* when one keypoint, the same in every frame,
+  sits inside its grown box in at least `KEPT_SHARE` of the frames the track is in
+  (`kept_tracks`).
 """
 
 from __future__ import annotations
