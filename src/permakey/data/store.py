@@ -431,6 +431,8 @@ def write_dataset(
 ) -> Path:
     """Writes a dataset from arrays in memory: synthetic data for tests and examples.
 
+    Its objects carry no identities, as in datasets collected before they were stored.
+
     Args:
         path: the dataset folder to create (atomically; it must not exist).
         splits: for each of "train", "val", "test": ``frames`` (N, H, W, 3) uint8,
