@@ -140,3 +140,11 @@ def test_random_points_keep_nothing():
     ground = truth()
     identity = score(controls.random_keypoints(N, 2, 84, 84, seed=0), ground)
     assert identity.kept.kept == 0
+
+
+def test_a_game_not_in_the_table_has_its_moving_categories_measured():
+    from permakey.evaluation.evaluate import measured_moving
+
+    selection = measured_moving(truth(selection_moving=None))
+    assert selection.moving == ("A",)  # A moves 3 px a step, B not at all
+    assert selection.moving_source.startswith("measured")
