@@ -119,26 +119,19 @@ def ground_truth(split, num_frames: int, selection: CategorySelection, height: i
     end = offsets[-1]
     category = np.asarray(category[:end], dtype=np.int64)
     boxes = np.asarray(boxes[:end], dtype=np.float64)
-    episode = np.asarray(split.episode[:num_frames])
-    ids = split.object_ids()
-    if ids is None:
-        step = np.asarray(split.step[:num_frames])
-        ids, identities = link_objects(offsets, category, boxes, episode, step), LINKED_NOW
-    else:
-        ids, identities = ids[:end], split.identity_method
-    track, _ = metrics.track_index(episode[metrics.frame_of_object(offsets)], ids)
     names = list(split.categories)
     counted = [names.index(c) for c in selection.headline + selection.small]
     keep = inside_frame(boxes, height, width) & np.isin(category, counted)
-    return GroundTruth(
-        names,
-        selection,
-        select_objects(offsets, keep),
-        category[keep],
-        boxes[keep],
-        track[keep],
-        identities,
-    )
+    offsets, category, boxes = select_objects(offsets, keep), category[keep], boxes[keep]
+    episode = np.asarray(split.episode[:num_frames])
+    ids = split.object_ids()
+    if ids is None:  # linked per category: leaving other categories out changes no link
+        step = np.asarray(split.step[:num_frames])
+        ids, identities = link_objects(offsets, category, boxes, episode, step), LINKED_NOW
+    else:
+        ids, identities = ids[:end][keep], split.identity_method
+    track, _ = metrics.track_index(episode[metrics.frame_of_object(offsets)], ids)
+    return GroundTruth(names, selection, offsets, category, boxes, track, identities)
 
 
 def _detection_scores(keypoints, truth: GroundTruth, num_keypoints: int, radii) -> dict:
