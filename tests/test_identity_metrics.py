@@ -119,7 +119,9 @@ def score(keypoints, ground_truth):
 
 def test_the_perfect_tracker_keeps_every_track():
     ground = truth()
-    tracker = controls.object_tracker(ground.offsets, ground.category, ground.boxes, 5)
+    tracker = controls.object_tracker(
+        ground.offsets, ground.category, ground.boxes, 5, ground.track
+    )
     identity = score(tracker, ground)
     assert identity.kept.tracks == 2 and identity.kept.kept == 2
     assert identity.mean_purity == 1.0 and identity.purity == (1.0, 1.0)
@@ -130,7 +132,9 @@ def test_the_perfect_tracker_keeps_every_track():
 
 def test_a_static_template_keeps_only_the_static_object():
     ground = truth()
-    tracker = controls.object_tracker(ground.offsets, ground.category, ground.boxes, 5)
+    tracker = controls.object_tracker(
+        ground.offsets, ground.category, ground.boxes, 5, ground.track
+    )
     identity = score(controls.static_template(tracker), ground)
     assert identity.moving.kept == 0 and identity.static.kept == 1
     assert identity.purity[1] == 1.0  # on B in every frame
@@ -148,3 +152,37 @@ def test_a_game_not_in_the_table_has_its_moving_categories_measured():
     selection = measured_moving(truth(selection_moving=None))
     assert selection.moving == ("A",)  # A moves 3 px a step, B not at all
     assert selection.moving_source.startswith("measured")
+
+
+def crossing():
+    """Two ghosts (one category) that cross: G0 goes down column 20, G1 up; then, after G0
+    has left, a third ghost G2 appears. offsets, category, boxes, track."""
+    boxes, track, offsets = [], [], [0]
+    for f in range(N):
+        boxes += [[20.0, 10.0 + 6 * f, 4.0, 4.0], [40.0, 64.0 - 6 * f, 4.0, 4.0]]
+        track += [0, 1]
+        offsets.append(len(boxes))
+    for f in range(N):
+        boxes += [[60.0, 30.0, 4.0, 4.0], [40.0, 10.0, 4.0, 4.0]]
+        track += [2, 1]
+        offsets.append(len(boxes))
+    return np.array(offsets), np.zeros(len(boxes), int), np.array(boxes), np.array(track)
+
+
+def test_the_tracker_follows_each_object_through_a_crossing_where_ranks_swap():
+    offsets, category, boxes, track = crossing()
+    by_rank = controls.object_tracker(offsets, category, boxes, 5)
+    by_lane = controls.object_tracker(offsets, category, boxes, 5, track)
+    assert by_lane.shape[1] == by_rank.shape[1] == 2  # two ghosts at a time: two keypoints
+    owner = {
+        name: metrics.keypoint_tracks(points, offsets, boxes, track, R)
+        for name, points in (("rank", by_rank), ("lane", by_lane))
+    }
+    # The topmost ghost is G0, then G1 once they have crossed: rank 0 changes object.
+    assert metrics.purity(owner["rank"], 3).min() < 1
+    # Lanes: G0's lane passes to G2 when G0 is gone; G1 keeps its own throughout.
+    assert sorted(metrics.purity(owner["lane"], 3).tolist()) == [0.5, 1.0]
+    kept = metrics.kept_tracks(by_lane, offsets, boxes, track, 3, R, metrics.KEPT_SHARE)
+    assert kept.tolist() == [True, True, True]
+    rank_kept = metrics.kept_tracks(by_rank, offsets, boxes, track, 3, R, metrics.KEPT_SHARE)
+    assert rank_kept.sum() < 3

@@ -379,7 +379,9 @@ def evaluate_models(
         columns.append(Column(random_name(k), "control", score(random_points)))
     if truth is not None and len(truth.category):
         for k in counts:  # the ceiling: every object followed, K at a time
-            tracker = controls.object_tracker(truth.offsets, truth.category, truth.boxes, k)
+            tracker = controls.object_tracker(
+                truth.offsets, truth.category, truth.boxes, k, truth.track
+            )
             columns.append(Column(tracker_name(k), "control", score(tracker)))
 
     groups: dict[str, list[int]] = {}
