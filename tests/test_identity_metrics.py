@@ -162,7 +162,7 @@ def crossing():
         boxes += [[20.0, 10.0 + 6 * f, 4.0, 4.0], [40.0, 64.0 - 6 * f, 4.0, 4.0]]
         track += [0, 1]
         offsets.append(len(boxes))
-    for f in range(N):
+    for _ in range(N):
         boxes += [[60.0, 30.0, 4.0, 4.0], [40.0, 10.0, 4.0, 4.0]]
         track += [2, 1]
         offsets.append(len(boxes))

@@ -79,10 +79,12 @@ class IdentityTracker:
 
     method: str = LINKED
     gate: float = GATE_PX
-    _next: int = 0
-    _frame: int = 0
-    _slots: dict[int, _Slot] = field(default_factory=dict)
-    _previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # The episode so far: the next free id, the frame count, each slot's last object
+    # (`SLOT`), the previous frame's categories, centres and ids (`LINKED`).
+    _next: int = field(default=0, init=False)
+    _frame: int = field(default=0, init=False)
+    _slots: dict[int, _Slot] = field(default_factory=dict, init=False)
+    _previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False)
 
     def __post_init__(self):
         if self.method not in METHODS:
