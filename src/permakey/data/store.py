@@ -13,7 +13,8 @@ A dataset is a folder ``DIR`` with ``meta.json`` and one HDF5 file per split,
   pair (episode, id)), in datasets collected since identities were stored; meta.json's
   ``object_ids`` says how they were made (`permakey.data.identity`), and is absent or None
   in older datasets, which stay readable (`Split.object_ids` is then None). The format
-  version stays 1: a reader that does not know the array never opens it.
+  version stays 1: a reader that does not know the array never opens it. The split's sha256
+  does not cover it (ids are derived from the boxes), so it is the same with and without.
 
 Why HDF5 (h5py) rather than zarr: one self-contained file per split (easy to copy, check and
 replace atomically, where zarr writes a file per chunk), chunked and compressed with random
@@ -220,13 +221,13 @@ class SplitWriter:
         self._h5.create_dataset("object_offsets", data=offsets)
         self._h5.create_dataset("object_category", data=category, **_maybe_compressed(category))
         self._h5.create_dataset("object_box", data=box, **_maybe_compressed(box))
-        arrays = [offsets, category, box]
+        for array in (offsets, category, box):
+            self._hash.update(array.tobytes())
         ids = _object_ids(self._object_id) if categories_of_dataset is not None else None
         if ids is not None:
+            # Not hashed: ids are derived from the boxes (meta.json says how), so a dataset
+            # collected again with them keeps the sha256 that runs trained on it recorded.
             self._h5.create_dataset("object_id", data=ids, **_maybe_compressed(ids))
-            arrays.append(ids)  # a dataset without ids hashes as it did before they existed
-        for array in arrays:
-            self._hash.update(array.tobytes())
         digest = self._hash.hexdigest()
         self._h5.attrs["sha256"] = digest
         self._h5.close()
