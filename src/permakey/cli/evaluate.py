@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from permakey.cli.runs_options import add_runs_arguments
@@ -16,10 +17,12 @@ def add_parser(subparsers) -> None:
         description=(
             "Runs every model on the same frames of a dataset split (with the same Noisy Atari "
             "bars for every model), scores object recall, keypoint precision and F1 at "
-            "r = 0, 2, 4 pixels, per-category recall, distractor share, border share, motion "
-            "and seed stability, next to the controls (random points, each model's static "
-            "template, PermaKey's error-map peaks). Prints a side-by-side table and writes "
-            "the numbers as JSON."
+            "r = 0, 2, 4 pixels, per-category recall, distractor share, border share, motion, "
+            "seed stability and identity (mean purity: how much of its time on objects a "
+            "keypoint spends on one; objects kept: tracks that one keypoint holds in 80 percent of "
+            "their frames), next to the controls (random points, each model's static "
+            "template, PermaKey's error-map peaks, a perfect object tracker). Prints a "
+            "side-by-side table and writes the numbers as JSON."
         ),
     )
     add_runs_arguments(parser, "none", "Noisy Atari bars painted over the frames")
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = args.out or Path(f"evaluation_{Path(args.data).name}_{args.split}_{args.noise}.json")
+    _check_writable(out)
     result = evaluate_runs(
         args.runs,
         args.data,
@@ -72,8 +77,24 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         weights=args.weights,
     )
-    out = args.out or Path(f"evaluation_{Path(args.data).name}_{args.split}_{args.noise}.json")
     write_result(out, result)
     print(format_table(result))
     print(f"\nwrote {out}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fails before any model runs if ``out`` cannot be written: a folder, or a file in a
+    place that is not a folder or takes no new files (read-only, or no such device)."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the JSON file to write")
+    folder = out.parent
+    while not folder.exists():  # the folders that writing will create
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write --out {out}: {folder} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write --out {out}: {err.strerror or err} in {folder}") from None

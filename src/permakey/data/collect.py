@@ -14,11 +14,13 @@ Reproducible: the one ``seed`` seeds the environment (``reset(seed=...)``, which
 the sticky actions) and the built-in policy's generator, so the same seed gives the same bytes
 in every array.
 
-Frames are resized as `permakey.data.frames` says ("area" by default).
+Frames are resized as `permakey.data.frames` says ("area" by default). Objects carry an
+identity over their episode, made as `permakey.data.identity` says for the game.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import os
 import sys
@@ -32,11 +34,15 @@ from permakey.data import store
 from permakey.data.frames import FRAME_SIZE, RAW_SHAPE, RESIZE_METHODS, resize_frame, scale_boxes
 from permakey.data.games import env_id as game_env_id
 from permakey.data.games import resolve_game
+from permakey.data.identity import GATE_PX, IdentityTracker, identity_method
 from permakey.data.policies import make_policy
 from permakey.errors import UserError
 from permakey.fileio import atomic_dir, write_json_atomic
+from permakey.locks import hold_folder
 
 SPLIT_ORDER = ("test", "val", "train")
+# Writes that fail for want of room or rights: the user's to fix, reported in one line.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def _check_args(
@@ -67,15 +73,46 @@ def _check_args(
         raise UserError(f"frameskip must be >= 1, got {frameskip!r}")
 
 
-def _prepare_out(out: Path, overwrite: bool) -> bool:
-    """Checks the output folder; returns True if a complete dataset is there to keep."""
+def _differences(meta: dict, settings: dict, counts: dict, objects: bool) -> list[str]:
+    """What differs between an existing dataset's meta.json and the collection asked for."""
+    differ = [
+        f"{key} {meta.get(key)!r} there, {value!r} asked"
+        for key, value in settings.items()
+        if meta.get(key) != value
+    ]
+    for split, frames in counts.items():
+        there = meta["splits"][split]["frames"]
+        if there != frames:
+            differ.append(f"{split} frames {there} there, {frames} asked")
+    # A dataset without objects may be one OCAtari could not give them for: only objects
+    # there that were not asked for is a difference.
+    if meta["has_objects"] and not objects:
+        differ.append("objects there, --no-objects asked")
+    return differ
+
+
+def _prepare_out(out: Path, overwrite: bool, settings: dict, counts: dict, objects: bool) -> bool:
+    """Checks the output folder; returns True if a complete dataset is there to keep.
+
+    Raises:
+        UserError: ``out`` is a file, a folder of other things, or (without ``overwrite``) a
+            dataset of another game or other settings (naming what differs).
+    """
     if out.exists():
         if not out.is_dir():
             raise UserError(f"output {out} exists and is not a folder")
         if (out / "meta.json").exists():
             meta = store.read_meta(out)
             if all(store.split_path(out, s).is_file() for s in meta["splits"]):
-                return not overwrite
+                if overwrite:
+                    return False
+                differ = _differences(meta, settings, counts, objects)
+                if differ:
+                    raise UserError(
+                        f"output {out} holds another dataset ({'; '.join(differ)}); choose "
+                        "another --out, or pass --overwrite to replace it"
+                    )
+                return True
         elif any(out.iterdir()):
             raise UserError(
                 f"output folder {out} is not empty and holds no dataset; refusing to replace it"
@@ -89,6 +126,25 @@ def _prepare_out(out: Path, overwrite: bool) -> bool:
             f"cannot write to output folder {out.parent}: {err.strerror or err}"
         ) from err
     return False
+
+
+def _restore_interrupted_replace(out: Path) -> None:
+    """Puts back the dataset that a replace killed between its two renames left aside.
+
+    `permakey.fileio.atomic_dir` replaces a folder by renaming it to ``.NAME.old`` and the
+    new one onto ``NAME``: a kill in between leaves no dataset at ``out``. The replace did not
+    happen, so the old dataset is the one to keep (called under the dataset's lock).
+    """
+    old = out.with_name(f".{out.name}.old")
+    if out.exists() or not old.is_dir():
+        return
+    try:
+        meta = store.read_meta(old)
+    except UserError:
+        return  # not a complete dataset: the next replace removes it
+    if all(store.split_path(old, s).is_file() for s in meta["splits"]):
+        os.replace(old, out)
+        print(f"restored the dataset in {out} that an interrupted replace left", file=sys.stderr)
 
 
 def _policy_name(policy: str | Callable | None) -> str:
@@ -136,138 +192,174 @@ def collect(
         The dataset folder.
 
     Raises:
-        UserError: bad arguments, unknown game, unwritable or foreign output folder, or
-            ``objects`` without OCAtari installed. An interrupted or failed run leaves no
-            dataset behind and an existing one untouched.
+        UserError: bad arguments, unknown game, unwritable or foreign output folder, a
+            dataset of another game or other settings at ``out`` (without ``overwrite``),
+            a full disk or file-size limit met while writing, or ``objects`` without
+            OCAtari installed. An interrupted or failed run leaves no dataset behind and an
+            existing one untouched.
+        permakey.locks.FolderLocked: another process is writing the dataset at ``out``.
     """
     _check_args(frames, val_frames, test_frames, seed, resize, sticky, frameskip)
     game = resolve_game(game)
     out = Path(out)
-    if _prepare_out(out, overwrite):
-        print(
-            f"{out} already holds a complete dataset; nothing to do (overwrite to replace it)",
-            file=sys.stderr,
-        )
-        return out
-
-    import ale_py
-    import gymnasium as gym
-    from tqdm import tqdm
-
-    detector = None
-    if objects:
-        from permakey.data.objects import ObjectDetector
-
-        detector = ObjectDetector(game)
-
-    gym.register_envs(ale_py)
-    env = gym.make(
-        game_env_id(game),
-        frameskip=frameskip,
-        repeat_action_probability=sticky,
-        full_action_space=False,
-    )
-    act = (
-        policy
-        if callable(policy)
-        else make_policy(policy or "random", int(env.action_space.n), np.random.default_rng(seed))
-    )
-    env.action_space.seed(seed)
-    ale = env.unwrapped.ale
     counts = {"train": int(frames), "val": int(val_frames), "test": int(test_frames)}
-    size = (FRAME_SIZE, FRAME_SIZE)
-    categories: list[str] = []
-    category_index: dict[str, int] = {}
-    episodes: dict[str, int] = {}
-    writers: dict[str, store.SplitWriter] = {}
-    first_reset = True
-    episode = 0
-
-    try:
-        with atomic_dir(out, overwrite=out.exists()) as tmp:
-            bar = tqdm(
-                total=sum(counts.values()),
-                unit="frame",
-                desc=f"collect {game}",
-                disable=not progress,
-                dynamic_ncols=True,
+    # What meta.json records of the collection's settings; an existing dataset must match.
+    settings = {
+        "game": game,
+        "seed": int(seed),
+        "policy": _policy_name(policy),
+        "frameskip": frameskip,
+        "repeat_action_probability": sticky,
+        "resize": resize,
+        "raw_frames": keep_raw,
+    }
+    # One writer per dataset: a second collect to the same folder is refused, naming the
+    # holder; the kernel drops the lock of a killed one.
+    with hold_folder(out, "dataset"):
+        _restore_interrupted_replace(out)
+        if _prepare_out(out, overwrite, settings, counts, objects):
+            print(
+                f"{out} already holds a complete dataset; nothing to do (overwrite to replace it)",
+                file=sys.stderr,
             )
-            for split in SPLIT_ORDER:
-                bar.set_postfix_str(split)
-                writer = store.SplitWriter(
-                    store.split_path(tmp, split),
-                    counts[split],
-                    (*size, 3),
-                    RAW_SHAPE if keep_raw else None,
+            return out
+
+        import ale_py
+        import gymnasium as gym
+        from tqdm import tqdm
+
+        detector = tracker = None
+        if objects:
+            from permakey.data.objects import ObjectDetector
+
+            detector = ObjectDetector(game)
+            tracker = IdentityTracker(identity_method(game))
+
+        gym.register_envs(ale_py)
+        env = gym.make(
+            game_env_id(game),
+            frameskip=frameskip,
+            repeat_action_probability=sticky,
+            full_action_space=False,
+        )
+        act = (
+            policy
+            if callable(policy)
+            else make_policy(
+                policy or "random", int(env.action_space.n), np.random.default_rng(seed)
+            )
+        )
+        env.action_space.seed(seed)
+        ale = env.unwrapped.ale
+        size = (FRAME_SIZE, FRAME_SIZE)
+        categories: list[str] = []
+        category_index: dict[str, int] = {}
+        episodes: dict[str, int] = {}
+        writers: dict[str, store.SplitWriter] = {}
+        first_reset = True
+        episode = 0
+
+        existed = out.exists()
+        try:
+            with atomic_dir(out, overwrite=existed) as tmp:
+                bar = tqdm(
+                    total=sum(counts.values()),
+                    unit="frame",
+                    desc=f"collect {game}",
+                    disable=not progress,
+                    dynamic_ncols=True,
                 )
-                writers[split] = writer
-                stored = 0
-                episodes[split] = 0
-                while stored < counts[split]:
-                    obs, _ = env.reset(seed=seed) if first_reset else env.reset()
-                    first_reset = False
-                    if detector is not None:
-                        detector.reset()
-                    episodes[split] += 1
-                    step = 0
-                    done = False
-                    while not done and stored < counts[split]:
-                        found = detector.detect(ale.getRAM(), obs) if detector is not None else None
-                        if found:
-                            names, boxes = found
-                            for name in names:
-                                if name not in category_index:
-                                    category_index[name] = len(categories)
-                                    categories.append(name)
-                            labels = np.array([category_index[n] for n in names], np.int16)
-                            boxes = scale_boxes(boxes, RAW_SHAPE[:2], size)
-                        else:
-                            labels, boxes = np.zeros(0, np.int16), np.zeros((0, 4), np.float32)
-                        images = {"frames": resize_frame(obs, FRAME_SIZE, resize)}
-                        if keep_raw:
-                            images["raw_frames"] = obs
-                        action = int(act(obs))
-                        next_obs, reward, terminated, truncated, _ = env.step(action)
-                        writer.append(images, episode, step, action, float(reward), labels, boxes)
-                        obs, step, stored = next_obs, step + 1, stored + 1
-                        done = terminated or truncated
-                        bar.update(1)
-                    episode += 1
-            bar.close()
-            has_objects = detector is not None and detector.available
-            digests = {
-                s: writers.pop(s).close(len(categories) if has_objects else None)
-                for s in SPLIT_ORDER
-            }
-            meta = {
-                "format": store.FORMAT,
-                "format_version": store.FORMAT_VERSION,
-                "game": game,
-                "env_id": game_env_id(game),
-                "seed": int(seed),
-                "policy": _policy_name(policy),
-                "frameskip": frameskip,
-                "repeat_action_probability": sticky,
-                "frame_size": list(size),
-                "raw_frames": keep_raw,
-                "resize": resize,
-                "has_objects": has_objects,
-                "objects_source": _objects_source() if has_objects else None,
-                "categories": categories if has_objects else [],
-                "split_order": list(SPLIT_ORDER),
-                "splits": {
-                    s: {"frames": counts[s], "episodes": episodes[s], "sha256": digests[s]}
-                    for s in store.SPLITS
-                },
-                "permakey_version": _version("permakey"),
-                "ale_py_version": _version("ale-py"),
-            }
-            write_json_atomic(store.meta_path(tmp), meta)
-    finally:
-        for writer in writers.values():
-            writer.abort()
-        env.close()
-    return out
+                for split in SPLIT_ORDER:
+                    bar.set_postfix_str(split)
+                    writer = store.SplitWriter(
+                        store.split_path(tmp, split),
+                        counts[split],
+                        (*size, 3),
+                        RAW_SHAPE if keep_raw else None,
+                    )
+                    writers[split] = writer
+                    stored = 0
+                    episodes[split] = 0
+                    while stored < counts[split]:
+                        obs, _ = env.reset(seed=seed) if first_reset else env.reset()
+                        first_reset = False
+                        if detector is not None:
+                            detector.reset()
+                            tracker.reset()
+                        episodes[split] += 1
+                        step = 0
+                        done = False
+                        while not done and stored < counts[split]:
+                            found = (
+                                detector.detect(ale.getRAM(), obs) if detector is not None else None
+                            )
+                            ids = None
+                            if found:
+                                names, boxes, slots = found
+                                for name in names:
+                                    if name not in category_index:
+                                        category_index[name] = len(categories)
+                                        categories.append(name)
+                                labels = np.array([category_index[n] for n in names], np.int16)
+                                boxes = scale_boxes(boxes, RAW_SHAPE[:2], size)
+                                ids = tracker.assign(labels, boxes, slots)
+                            else:
+                                labels, boxes = np.zeros(0, np.int16), np.zeros((0, 4), np.float32)
+                            images = {"frames": resize_frame(obs, FRAME_SIZE, resize)}
+                            if keep_raw:
+                                images["raw_frames"] = obs
+                            action = int(act(obs))
+                            next_obs, reward, terminated, truncated, _ = env.step(action)
+                            writer.append(
+                                images, episode, step, action, float(reward), labels, boxes, ids
+                            )
+                            obs, step, stored = next_obs, step + 1, stored + 1
+                            done = terminated or truncated
+                            bar.update(1)
+                        episode += 1
+                bar.close()
+                has_objects = detector is not None and detector.available
+                digests = {
+                    s: writers[s].close(len(categories) if has_objects else None)
+                    for s in SPLIT_ORDER
+                }
+                meta = {
+                    "format": store.FORMAT,
+                    "format_version": store.FORMAT_VERSION,
+                    **settings,
+                    "env_id": game_env_id(game),
+                    "frame_size": list(size),
+                    "has_objects": has_objects,
+                    "objects_source": _objects_source() if has_objects else None,
+                    "object_ids": {"method": identity_method(game), "gate_px": GATE_PX}
+                    if has_objects
+                    else None,
+                    "categories": categories if has_objects else [],
+                    "split_order": list(SPLIT_ORDER),
+                    "splits": {
+                        s: {"frames": counts[s], "episodes": episodes[s], "sha256": digests[s]}
+                        for s in store.SPLITS
+                    },
+                    "permakey_version": _version("permakey"),
+                    "ale_py_version": _version("ale-py"),
+                }
+                write_json_atomic(store.meta_path(tmp), meta)
+        except (store.WriteFailed, OSError) as err:
+            if isinstance(err, store.WriteFailed):
+                what, reason = err.file.name, err.reason
+            elif err.errno in _WRITE_ERRNOS:
+                what, reason = Path(err.filename or out).name, err.strerror
+            else:
+                raise
+            kept = f"; the dataset in {out} is unchanged" if existed else ""
+            raise UserError(
+                f"cannot write dataset {out} ({what}: {reason}); nothing was written{kept}"
+            ) from None
+        finally:
+            for writer in writers.values():  # closing a completed writer again does nothing
+                writer.abort()
+            env.close()
+        return out
 
 
 def _version(package: str) -> str | None:

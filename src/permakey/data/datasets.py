@@ -43,7 +43,7 @@ class _NoisyFrames(Dataset):
         self.noise = noise
         self.noise_seed = noise_seed
         self.epoch = 0
-        self._memory = self.split.frames[()] if in_memory else None
+        self._memory = self.split.read_frames(slice(None)) if in_memory else None
         self.height, self.width = self.split.frames.shape[1:3]
         # Each process (DataLoader workers included) reopens the file on first read.
         self.split.close()

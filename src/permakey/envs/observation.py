@@ -29,6 +29,7 @@ from gymnasium.vector.utils import batch_space
 from permakey.data.frames import RESIZE_METHODS, resize_frame
 from permakey.keypoints import to_pixels
 from permakey.runs import TrainedModel, load
+from permakey.runs.trained import check_uint8
 
 
 def check_rgb_space(space: gym.Space, what: str = "environment") -> None:
@@ -104,8 +105,18 @@ class KeypointEncoder:
             frames: (N, H, W, 3) uint8 RGB frames, e.g. (N, 210, 160, 3) from ALE.
 
         Returns:
-            (N, `size`) float32 observations inside `space`.
+            (N, `size`) float32 observations inside `space`; (0, `size`) for no frames.
+
+        Raises:
+            ValueError: anything but a uint8 numpy array of RGB frames, naming what it got.
         """
+        if not isinstance(frames, np.ndarray):
+            raise ValueError(f"frames must be a numpy array, got {type(frames).__name__}")
+        check_uint8(frames)
+        if frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape[1:3]:
+            raise ValueError(f"frames must be RGB frames (N, H, W, 3), got shape {frames.shape}")
+        if len(frames) == 0:
+            return np.zeros((0, self.size), np.float32)
         images = np.stack([resize_frame(f, self.frame_size, self.resize) for f in frames])
         out = self.model.keypoints(images, windows=False, features=self.features)
         # The spatial softmax's expectation can leave [-1, 1] by a rounding error.

@@ -110,6 +110,37 @@ def seed_group(run_info: dict[str, Any]) -> str:
     return json.dumps(_without_seeds(setting), sort_keys=True)
 
 
+def check_uint8(frames: np.ndarray | torch.Tensor) -> None:
+    """Checks that frames are a numpy array or dense tensor of uint8 values (0-255).
+
+    Raises:
+        ValueError: anything else, saying what it got; floats holding NaN or inf say so,
+            and floats get the conversion from [0, 1] spelled out.
+    """
+    if isinstance(frames, torch.Tensor):
+        if frames.layout != torch.strided:
+            raise ValueError(f"frames must be a dense tensor, got layout {frames.layout}")
+        if frames.dtype == torch.uint8:
+            return
+        floating = frames.is_floating_point()
+        finite = not floating or bool(torch.isfinite(frames).all())
+    elif isinstance(frames, np.ndarray):
+        if frames.dtype == np.uint8:
+            return
+        floating = np.issubdtype(frames.dtype, np.floating)
+        finite = not floating or bool(np.isfinite(frames).all())
+    else:
+        raise ValueError(
+            f"frames must be a numpy array or torch tensor, got {type(frames).__name__}"
+        )
+    message = f"frames must be uint8 (0-255), got dtype {frames.dtype}"
+    if not finite:
+        message += " holding NaN or inf values"
+    if floating:
+        message += "; for floats in [0, 1]: (frames * 255).round().clip(0, 255) as uint8"
+    raise ValueError(message)
+
+
 class TrainedModel:
     """A keypoint model in eval mode, turning uint8 frames into keypoints.
 
@@ -193,22 +224,23 @@ class TrainedModel:
     def _as_batch(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Checks frames and returns them as a (N, 3, S, S) uint8 tensor."""
         size = self.frames.size
+        check_uint8(frames)
         if isinstance(frames, np.ndarray):
-            # torch warns on read-only arrays (h5py slices, PIL images); a copy is cheap here.
-            frames = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
-        if not isinstance(frames, torch.Tensor):
-            raise ValueError(
-                f"frames must be a numpy array or torch tensor, got {type(frames).__name__}"
-            )
-        if frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 (0-255), got dtype {frames.dtype}")
+            # torch takes no negative strides (flipped arrays, even of one frame, which numpy
+            # calls contiguous) and warns on read-only arrays (h5py slices, PIL images): a
+            # copy is cheap here.
+            if not frames.flags.writeable or any(stride < 0 for stride in frames.strides):
+                frames = frames.copy()
+            frames = torch.from_numpy(frames)
         shape = tuple(frames.shape)
         if len(shape) == 4 and shape[1:] == (size, size, 3):
             return frames.permute(0, 3, 1, 2)  # (N, 3, S, S)
         if len(shape) == 4 and shape[1:] == (3, size, size):
             return frames
+        single = " (one frame: frames[None])" if shape in ((size, size, 3), (3, size, size)) else ""
         raise ValueError(
-            f"frames must have shape (N, {size}, {size}, 3) or (N, 3, {size}, {size}), got {shape}"
+            f"frames must have shape (N, {size}, {size}, 3) or (N, 3, {size}, {size}), got "
+            f"{shape}{single}"
         )
 
     @torch.no_grad()
@@ -225,7 +257,7 @@ class TrainedModel:
         Args:
             frames: uint8 (N, S, S, 3) or (N, 3, S, S), numpy or torch (any device), S =
                 ``frames.size`` (84), preprocessed as ``frames`` says.
-            batch_size: frames per forward pass.
+            batch_size: frames per forward pass, >= 1.
             windows: also return the Gaussian windows (N * K * h * w floats: large for big N).
             features: also return per-keypoint features (`pool_features` of the model's
                 ``feature_layers``, concatenated: (N, K, `feature_dim`)). For PermaKey this
@@ -237,8 +269,13 @@ class TrainedModel:
             `FrameKeypoints` on the CPU.
 
         Raises:
-            ValueError: frames of another shape, dtype or size.
+            ValueError: frames of another shape, dtype or size, or a ``batch_size`` that is
+                not a positive integer.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch = self._as_batch(frames)
         keep_maps = error_maps and bool(self.error_layers)
         parts: dict[str, list] = {"centres": [], "windows": [], "features": [], "stack": []}
