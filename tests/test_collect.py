@@ -103,6 +103,38 @@ def test_player_box_covers_the_paddle(pong):
         assert checked > len(data) // 2
 
 
+@pytest.mark.parametrize("name", ["pong", "invaders"])
+def test_objects_keep_their_slot_over_an_episode(name, request):
+    """Pong and SpaceInvaders keep OCAtari's slots: one player, 36 aliens in fixed slots."""
+    path = request.getfixturevalue(name)
+    assert read_meta(path)["object_ids"]["method"] == "slot"
+    with open_split(path, "train") as data:
+        offsets, category, _ = data.object_table()
+        ids = data.object_ids()
+        player = data.categories.index("Player")
+        for f in range(len(data)):  # ids are distinct within a frame
+            frame_ids = ids[offsets[f] : offsets[f + 1]]
+            assert len(set(frame_ids.tolist())) == len(frame_ids)
+        episode_of_object = np.repeat(data.episode, np.diff(offsets))
+        for episode in np.unique(data.episode):  # the player is one object in its episode
+            players = ids[(category == player) & (episode_of_object == episode)]
+            assert len(set(players.tolist())) == 1
+
+
+def test_a_game_whose_slots_move_is_linked(tmp_path):
+    out = collect("Frostbite", tmp_path / "f", frames=20, val_frames=5, test_frames=30,
+                  progress=False)  # fmt: skip
+    assert read_meta(out)["object_ids"] == {"method": "linked", "gate_px": 13.0}
+    with open_split(out, "test") as data:
+        offsets, category, _ = data.object_table()
+        ids = data.object_ids()
+        floe = data.categories.index("FloatingBlock")
+        first, last = ids[offsets[0] : offsets[1]], ids[offsets[-2] : offsets[-1]]
+        # Floes drift by under a pixel a step: every floe of the last frame is one of the first.
+        floes = category[offsets[-2] : offsets[-1]] == floe
+        assert set(last[floes].tolist()) <= set(first.tolist())
+
+
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, pong):
     small = {"frames": 30, "val_frames": 10, "test_frames": 10, "progress": False}
     a = collect("Pong", tmp_path / "a", seed=1, **small)

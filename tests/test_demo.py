@@ -44,6 +44,7 @@ def test_demo_writes_report_metrics_and_figures(demo):
     assert "<table" in html and "F1@2" in html
     assert len(re.findall(r'src="data:image/(png|gif);base64,', html)) >= 5
     assert re.search(r"permakey: F1@2 \d\.\d\d against \d\.\d\d for its static template", html)
+    assert re.search(r"permakey keeps \d+ of \d+ object tracks .*: moving objects \d+ of", html)
     assert "http://" not in html and "https://" not in html
 
 

@@ -36,6 +36,10 @@ class FakeSplit:
         self.episode = np.array([0, 0, 0, 1, 1, 1])
         self.step = np.array([0, 1, 2, 0, 1, 2])
         self.meta = {"game": "SpaceInvaders"}
+        self.identity_method = None  # collected before identities: evaluation links boxes
+
+    def object_ids(self):
+        return None
 
     def __len__(self):
         return N
@@ -156,6 +160,7 @@ def test_columns_models_and_controls_in_order(result):
         "corners",
         "template: corners",
         "random K=2",
+        "perfect tracker K=2",
     ]
     assert result.frames == N and result.ground_truth is True
     assert result.categories.small == ("Bullet",)

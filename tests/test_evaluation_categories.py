@@ -58,3 +58,14 @@ def test_parse_names_and_normalise_game():
     assert parse_names(" Player, Alien ,") == ["Player", "Alien"]
     assert parse_names("") is None
     assert normalise_game("ALE/SpaceInvaders-v5") == "spaceinvaders"
+
+
+def test_moving_categories_come_from_the_game_table_and_survive_the_json():
+    from permakey.evaluation.categories import CategorySelection, default_categories
+
+    names = ["Player", "Ghost", "Fruit", "Score", "Pill"]
+    selection = default_categories("ALE/MsPacman-v5", names)
+    assert selection.moving == ("Player", "Ghost")  # Fruit's box never moves in OCAtari 2.2.1
+    assert CategorySelection.from_json(selection.to_json()) == selection
+    unknown = default_categories("Qbert", names)
+    assert unknown.moving is None and "moving" not in unknown.to_json()  # measured later

@@ -99,3 +99,42 @@ def test_a_run_from_before_frames_were_recorded_still_evaluates(dataset, tmp_pat
         before = evaluate_runs([old], dataset, max_frames=4)
     after = evaluate_runs([new], dataset, max_frames=4)
     assert before.columns[0].metrics == after.columns[0].metrics
+
+
+def test_identity_of_every_column_on_a_collected_dataset(dataset, runs):
+    from permakey.evaluation.evaluate import evaluate_runs, format_table
+
+    result = evaluate_runs(runs, dataset, max_frames=12)
+    assert result.identities == "slot"  # Pong keeps OCAtari's slots
+    assert result.categories.moving == tuple(
+        c for c in result.dataset.meta["categories"] if c in ("Player", "Enemy", "Ball")
+    )
+    tracker = result.tracker_for("pk0")
+    assert tracker is not None and tracker.metrics.keypoints == 3
+    for column in result.columns:
+        identity = column.metrics.identity
+        assert identity.kept.tracks == identity.moving.tracks + identity.static.tracks > 0
+        assert all(p is None or 0 < p <= 1 for p in identity.purity)
+    # The tracker's keypoints each follow one of Pong's single objects.
+    assert tracker.metrics.identity.mean_purity == 1.0
+    assert tracker.metrics.identity.kept.kept == 3
+    assert "mean purity@2" in format_table(result) and "tracks: slot" in format_table(result)
+
+
+def test_a_dataset_from_before_identities_is_linked_at_evaluation(dataset, runs, tmp_path):
+    from permakey.data.store import SPLITS, open_split, write_dataset
+    from permakey.evaluation.evaluate import evaluate_runs
+
+    splits = {}
+    for name in SPLITS:  # the same frames and objects, written without identities
+        with open_split(dataset, name) as split:
+            objects = [[(o.category, tuple(o.box)) for o in split.objects(i)] for i in range(len(split))]  # fmt: skip
+            splits[name] = {"frames": split.frames[()], "episode": split.episode,
+                            "step": split.step, "objects": objects}  # fmt: skip
+            categories, game = split.categories, split.meta["game"]
+    old = write_dataset(tmp_path / "old", splits, categories=categories, game=game)
+    stored = evaluate_runs(runs[:1], dataset, max_frames=12)
+    linked = evaluate_runs(runs[:1], old, max_frames=12)
+    assert linked.identities == "linked at evaluation"
+    assert linked.columns[0].metrics.f1 == stored.columns[0].metrics.f1
+    assert linked.columns[0].metrics.identity.kept.tracks > 0

@@ -76,3 +76,45 @@ def test_no_claim_without_ground_truth():
     evaluated = dataclasses.replace(result(0.6, 0.96), ground_truth=False)
     assert judge_tracking(evaluated, "pk").outcome == "no ground truth"
     assert "no object ground truth" in tracking_note(evaluated, "pk")
+
+
+def with_identity(metrics_: ColumnMetrics, player_kept: int, aliens_kept: int, purity):
+    from permakey.evaluation.results import IdentityScores, TrackCounts
+
+    per_category = {"Player": TrackCounts(2, player_kept), "Alien": TrackCounts(10, aliens_kept)}
+    per_category["Shield"] = TrackCounts(3, 3)
+    moving = TrackCounts(12, player_kept + aliens_kept)
+    identity = IdentityScores(
+        2, 0.8, (purity,), purity, TrackCounts(15, moving.kept + 3), moving, TrackCounts(3, 3),
+        per_category,
+    )  # fmt: skip
+    return dataclasses.replace(metrics_, identity=identity)
+
+
+def test_the_identity_note_says_how_many_objects_are_kept_and_which():
+    from permakey.evaluation.categories import CategorySelection
+    from permakey.evaluation.judgement import identity_note
+
+    evaluated = result(0.7, 0.96)
+    model, template = evaluated.columns
+    evaluated = dataclasses.replace(
+        evaluated,
+        categories=CategorySelection(
+            ("Player", "Alien", "Shield"), (), (), "test", moving=("Player", "Alien")
+        ),
+        columns=(
+            dataclasses.replace(model, metrics=with_identity(model.metrics, 2, 4, 0.9)),
+            dataclasses.replace(template, metrics=with_identity(template.metrics, 0, 1, 1.0)),
+        ),
+    )
+    note = identity_note(evaluated, "pk")
+    assert note.startswith("pk keeps 9 of 15 object tracks")
+    assert "moving objects 6 of 12 (Player 2 of 2, Alien 4 of 10), static 3 of 3" in note
+    assert "90% of its frames on objects on its most frequent object" in note
+    assert note.endswith("Tracks kept by the controls: its static template 4.")
+
+
+def test_an_evaluation_from_before_identities_says_so():
+    from permakey.evaluation.judgement import identity_note
+
+    assert "predates the identity metrics" in identity_note(result(0.6, 0.4), "pk")

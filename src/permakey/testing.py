@@ -6,7 +6,7 @@ evaluation, wrappers, benchmarks). Each episode has a few square sprites of dist
 that move at constant speed and bounce off the frame's edges, over a fixed background of soft
 horizontal stripes (locally predictable, so a good local predictor errs on the sprites, not on
 the background). The sprites are the ground-truth objects (category "Sprite", boxes in frame
-pixels).
+pixels, the sprite's index in its episode as its identity).
 
 This module sits in the data layer: it imports `permakey.data` and the base modules only.
 """
@@ -105,7 +105,14 @@ def make_sprites_dataset(
                 images, boxes = sprite_episode(rng, length, size, sprites, sprite_size, area)
                 for t in range(length):
                     writer.append(
-                        {"frames": images[t]}, episode, t, 0, 0.0, np.zeros(sprites), boxes[t]
+                        {"frames": images[t]},
+                        episode,
+                        t,
+                        0,
+                        0.0,
+                        np.zeros(sprites),
+                        boxes[t],
+                        object_ids=np.arange(sprites),
                     )
                 written += length
                 episode += 1
@@ -125,6 +132,7 @@ def make_sprites_dataset(
                 "resize": "none",
                 "has_objects": True,
                 "objects_source": "synthetic",
+                "object_ids": {"method": "slot"},
                 "categories": ["Sprite"],
                 "split_order": list(store.SPLITS),
                 "splits": {

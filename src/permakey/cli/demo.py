@@ -139,7 +139,8 @@ def _metric_table(result: EvaluationResult, heading: str):
         heading=heading,
         caption=f"{result.frames} test frames, noise {result.noise.kind}. Greyed columns are "
         "controls: each model's static template (its mean keypoint positions), the error-map "
-        "peaks (PermaKey without its PointNet) and random points.",
+        "peaks (PermaKey without its PointNet, ranked by strength in each frame), random "
+        "points, and a perfect tracker of the objects (the ceiling).",
         control_columns=[c.name for c in result.controls],
         css_class="metrics",
     )
@@ -148,12 +149,13 @@ def _metric_table(result: EvaluationResult, heading: str):
 def _report(
     out: Path, args, evaluations: dict[str, EvaluationResult], timings: dict[str, float]
 ) -> Path:
-    from permakey.evaluation.judgement import tracking_note
+    from permakey.evaluation.judgement import identity_note, tracking_note
     from permakey.runs.folder import read_run_json
     from permakey.visualisation.report import Config, Figure, Text, Timings, write_report
 
     runs = {m: read_run_json(out / "runs" / m) for m in METHODS}
     notes = [tracking_note(evaluations["clean"], m) for m in METHODS]
+    notes += [identity_note(evaluations["clean"], m) for m in METHODS]
     if "noisy" in evaluations:
         noisy = evaluations["noisy"]
         r = noisy.headline_radius

@@ -14,7 +14,8 @@ Reproducible: the one ``seed`` seeds the environment (``reset(seed=...)``, which
 the sticky actions) and the built-in policy's generator, so the same seed gives the same bytes
 in every array.
 
-Frames are resized as `permakey.data.frames` says ("area" by default).
+Frames are resized as `permakey.data.frames` says ("area" by default). Objects carry an
+identity over their episode, made as `permakey.data.identity` says for the game.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from permakey.data import store
 from permakey.data.frames import FRAME_SIZE, RAW_SHAPE, RESIZE_METHODS, resize_frame, scale_boxes
 from permakey.data.games import env_id as game_env_id
 from permakey.data.games import resolve_game
+from permakey.data.identity import GATE_PX, IdentityTracker, identity_method
 from permakey.data.policies import make_policy
 from permakey.errors import UserError
 from permakey.fileio import atomic_dir, write_json_atomic
@@ -226,11 +228,12 @@ def collect(
         import gymnasium as gym
         from tqdm import tqdm
 
-        detector = None
+        detector = tracker = None
         if objects:
             from permakey.data.objects import ObjectDetector
 
             detector = ObjectDetector(game)
+            tracker = IdentityTracker(identity_method(game))
 
         gym.register_envs(ale_py)
         env = gym.make(
@@ -282,6 +285,7 @@ def collect(
                         first_reset = False
                         if detector is not None:
                             detector.reset()
+                            tracker.reset()
                         episodes[split] += 1
                         step = 0
                         done = False
@@ -289,14 +293,16 @@ def collect(
                             found = (
                                 detector.detect(ale.getRAM(), obs) if detector is not None else None
                             )
+                            ids = None
                             if found:
-                                names, boxes = found
+                                names, boxes, slots = found
                                 for name in names:
                                     if name not in category_index:
                                         category_index[name] = len(categories)
                                         categories.append(name)
                                 labels = np.array([category_index[n] for n in names], np.int16)
                                 boxes = scale_boxes(boxes, RAW_SHAPE[:2], size)
+                                ids = tracker.assign(labels, boxes, slots)
                             else:
                                 labels, boxes = np.zeros(0, np.int16), np.zeros((0, 4), np.float32)
                             images = {"frames": resize_frame(obs, FRAME_SIZE, resize)}
@@ -305,7 +311,7 @@ def collect(
                             action = int(act(obs))
                             next_obs, reward, terminated, truncated, _ = env.step(action)
                             writer.append(
-                                images, episode, step, action, float(reward), labels, boxes
+                                images, episode, step, action, float(reward), labels, boxes, ids
                             )
                             obs, step, stored = next_obs, step + 1, stored + 1
                             done = terminated or truncated
@@ -325,6 +331,9 @@ def collect(
                     "frame_size": list(size),
                     "has_objects": has_objects,
                     "objects_source": _objects_source() if has_objects else None,
+                    "object_ids": {"method": identity_method(game), "gate_px": GATE_PX}
+                    if has_objects
+                    else None,
                     "categories": categories if has_objects else [],
                     "split_order": list(SPLIT_ORDER),
                     "splits": {

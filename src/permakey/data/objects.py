@@ -186,7 +186,9 @@ class ObjectDetector:
         except Exception as err:  # any OCAtari failure means "no objects"
             self._fail(f"OCAtari failed on {self.game} ({type(err).__name__}: {err})")
 
-    def detect(self, ram: np.ndarray, frame: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+    def detect(
+        self, ram: np.ndarray, frame: np.ndarray
+    ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
         """The objects drawn in the current frame.
 
         Args:
@@ -194,23 +196,26 @@ class ObjectDetector:
             frame: (210, 160, 3) uint8 RGB frame, used for the hygiene test.
 
         Returns:
-            (categories, boxes): n category names and (n, 4) float32 boxes (x, y, w, h) in
-            pixels of ``frame``, clipped to it; objects outside the frame or not drawn are
-            dropped. None once OCAtari has failed on this game.
+            (categories, boxes, slots): n category names, (n, 4) float32 boxes (x, y, w, h)
+            in pixels of ``frame``, clipped to it, and (n,) int32 slots, each object's
+            position in OCAtari's object list (`permakey.data.identity` says for which games
+            a slot is one object); objects outside the frame or not drawn are dropped. None
+            once OCAtari has failed on this game.
         """
         if not self.available:
             return None
         try:
             self._ram.detect_objects_ram(self._objects, ram, self.game, self.hud)
-            found = [(o.category, o.xywh) for o in self._objects if o]  # NoObject is falsy
+            # NoObject placeholders are falsy: their slots stay empty.
+            found = [(i, o.category, o.xywh) for i, o in enumerate(self._objects) if o]
         except Exception as err:  # any OCAtari failure means "no objects"
             self._fail(f"OCAtari failed on {self.game} ({type(err).__name__}: {err})")
             return None
         if not found:
-            return [], np.zeros((0, 4), np.float32)
-        categories = [c for c, _ in found]
+            return [], np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
         boxes, keep = clip_boxes(
-            np.array([b for _, b in found], dtype=np.float64), *frame.shape[:2]
+            np.array([b for *_, b in found], dtype=np.float64), *frame.shape[:2]
         )
         keep[keep] = drawn(frame, boxes[keep])
-        return [c for c, k in zip(categories, keep, strict=True) if k], boxes[keep]
+        slots = np.array([s for s, *_ in found], dtype=np.int32)[keep]
+        return [c for (_, c, _), k in zip(found, keep, strict=True) if k], boxes[keep], slots

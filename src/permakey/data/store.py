@@ -8,7 +8,13 @@ A dataset is a folder ``DIR`` with ``meta.json`` and one HDF5 file per split,
 - ``episode``, ``step`` (N,) int32, ``action`` (N,) int16, ``reward`` (N,) float32;
 - objects as a ragged table: ``object_offsets`` (N + 1,) int64 (the objects of frame i are
   rows ``offsets[i]:offsets[i + 1]``), ``object_category`` (M,) int16 indices into
-  ``meta["categories"]``, ``object_box`` (M, 4) float32 (x, y, w, h) in stored-frame pixels.
+  ``meta["categories"]``, ``object_box`` (M, 4) float32 (x, y, w, h) in stored-frame pixels;
+- ``object_id`` (M,) int32, each object's identity, unique within its episode (a track is the
+  pair (episode, id)), in datasets collected since identities were stored; meta.json's
+  ``object_ids`` says how they were made (`permakey.data.identity`), and is absent or None
+  in older datasets, which stay readable (`Split.object_ids` is then None). The format
+  version stays 1: a reader that does not know the array never opens it. The split's sha256
+  does not cover it (ids are derived from the boxes), so it is the same with and without.
 
 Why HDF5 (h5py) rather than zarr: one self-contained file per split (easy to copy, check and
 replace atomically, where zarr writes a file per chunk), chunked and compressed with random
@@ -302,6 +308,7 @@ class SplitWriter:
         self._n_objects = [0]
         self._object_category: list[np.ndarray] = []
         self._object_box: list[np.ndarray] = []
+        self._object_id: list[np.ndarray | None] = []
         self._written = 0
         self._hash = hashlib.sha256()
 
@@ -326,6 +333,7 @@ class SplitWriter:
         reward: float,
         categories: np.ndarray,
         boxes: np.ndarray,
+        object_ids: np.ndarray | None = None,
     ) -> None:
         """Adds one frame.
 
@@ -337,6 +345,8 @@ class SplitWriter:
             reward: the reward that action earned.
             categories: (n,) int indices into the dataset's category names.
             boxes: (n, 4) float32 (x, y, w, h) in stored-frame pixels.
+            object_ids: (n,) int identities of the objects (`permakey.data.identity`), or
+                None; the split stores ``object_id`` only if every frame had them.
         """
         for name, block in self._blocks.items():
             block.append(images[name])
@@ -344,6 +354,9 @@ class SplitWriter:
             self._columns[name].append(value)
         self._object_category.append(np.asarray(categories, dtype=np.int16))
         self._object_box.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        self._object_id.append(
+            None if object_ids is None else np.asarray(object_ids, dtype=np.int32).reshape(-1)
+        )
         self._n_objects.append(len(categories))
         if len(self._blocks["frames"]) >= _BLOCK:
             self._flush()
@@ -387,11 +400,16 @@ class SplitWriter:
             box = np.concatenate(self._object_box)
         tables = {name: np.asarray(self._columns[name], dtype=t) for name, t in _PER_FRAME.items()}
         tables.update(object_offsets=offsets, object_category=category, object_box=box)
+        ids = _object_ids(self._object_id) if categories_of_dataset is not None else None
         with self._writing():
             for name, array in tables.items():
                 compressed = _maybe_compressed(array) if name in _OBJECT_TABLE[1:] else {}
                 self._h5.create_dataset(name, data=array, **compressed)
                 self._hash.update(array.tobytes())
+            if ids is not None:
+                # Not hashed: ids are derived from the boxes (meta.json says how), so a dataset
+                # collected again with them keeps the sha256 that runs trained on it recorded.
+                self._h5.create_dataset("object_id", data=ids, **_maybe_compressed(ids))
             digest = self._hash.hexdigest()
             self._h5.attrs["sha256"] = digest
             self._h5.close()
@@ -410,6 +428,13 @@ class SplitWriter:
             with contextlib.suppress(Exception):
                 self._h5.close()
             self._file.close()
+
+
+def _object_ids(per_frame: list[np.ndarray | None]) -> np.ndarray | None:
+    """The (M,) int32 ids of every frame's objects; None unless every frame had them."""
+    if not per_frame or any(ids is None for ids in per_frame):
+        return None
+    return np.concatenate(per_frame)
 
 
 def _maybe_compressed(array: np.ndarray) -> dict:
@@ -468,6 +493,7 @@ class Split:
         self.reward: np.ndarray = columns["reward"]
         self.categories: list[str] = list(self.meta["categories"])
         self.has_objects: bool = bool(self.meta["has_objects"])
+        self._ids: np.ndarray | None = None
 
     def _handle(self):
         import h5py
@@ -559,6 +585,24 @@ class Split:
                 raise self._damaged(err) from None
         return self._table
 
+    @property
+    def identity_method(self) -> str | None:
+        """How the stored object ids were made ("slot" or "linked"); None without ids."""
+        record = self.meta.get("object_ids")
+        return record["method"] if record else None
+
+    def object_ids(self) -> np.ndarray | None:
+        """(M,) int32 identity of each object of `object_table`, unique within its episode;
+        None for a dataset collected without identities (or without objects)."""
+        if self.identity_method is None:
+            return None
+        if self._ids is None:
+            try:
+                self._ids = self._handle()["object_id"][()]
+            except KeyError as err:
+                raise UserError(f"damaged dataset file {self.file}: no object_id") from err
+        return self._ids
+
     def objects(self, i: int) -> list[GroundTruthObject]:
         """The objects drawn in frame ``i`` (empty if the dataset has no ground truth)."""
         offsets, category, box = self.object_table()
@@ -629,6 +673,8 @@ def write_dataset(
     **meta: Any,
 ) -> Path:
     """Writes a dataset from arrays in memory: synthetic data for tests and examples.
+
+    Its objects carry no identities, as in datasets collected before they were stored.
 
     Args:
         path: the dataset folder to create (atomically; it must not exist).

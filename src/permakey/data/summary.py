@@ -19,7 +19,9 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         path: the dataset folder.
 
     Returns:
-        A dict with game, env_id, seed, policy, resize, has_objects, ``splits`` (split ->
+        A dict with game, env_id, seed, policy, resize, has_objects, ``object_ids`` (how the
+        objects' identities were made, `permakey.data.identity`; None for a dataset
+        collected without them), ``splits`` (split ->
         frames and episodes), ``objects_per_frame`` (category -> mean count per frame over
         all splits, largest first) and ``size_bytes`` (all files of the folder).
 
@@ -48,6 +50,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         "policy": meta["policy"],
         "resize": meta["resize"],
         "has_objects": meta["has_objects"],
+        "object_ids": (meta.get("object_ids") or {}).get("method"),
         "splits": splits,
         "objects_per_frame": dict(sorted(per_frame.items(), key=lambda kv: -kv[1])),
         "size_bytes": sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
@@ -80,6 +83,13 @@ def verify(path: str | os.PathLike) -> list[str]:
     return problems
 
 
+_IDENTITIES = {
+    "slot": "stored, OCAtari's object slots",
+    "linked": "stored, boxes linked between consecutive frames",
+    None: "not stored (collected before identities were; evaluation links boxes itself)",
+}
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a few readable lines."""
     lines = [
@@ -91,6 +101,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["has_objects"]:
         parts = [f"{c} {n:.2f}" for c, n in summary["objects_per_frame"].items()]
         lines.append("  objects per frame: " + (", ".join(parts) or "none seen"))
+        lines.append("  object identities: " + _IDENTITIES.get(summary["object_ids"], "?"))
     else:
         lines.append("  objects per frame: no ground truth")
     lines.append(f"  size on disk: {summary['size_bytes'] / 2**20:.1f} MiB")

@@ -16,6 +16,14 @@ Every category of a dataset falls in one of three groups:
 
 A game missing from the table keeps every category in ``headline``. The command line changes
 the selection with `select_categories` (``--categories`` and ``--exclude``).
+
+Independently of the groups, the identity metrics split object tracks into *moving* and
+*static* categories (`CategorySelection.moving`): the player, enemies, balls, missiles and
+floes move; HUD items, shields, blocks and scenery do not. `_MOVING` says which per game, as
+the game is played, not as measured on some frames (a random policy may leave the player
+nearly still). For a game not in it, the moving categories are measured on the evaluated
+frames instead (`permakey.evaluation.metrics.category_motion`: a category moves when its
+objects move more than `MOVING_PX` per step on average), and the selection says so.
 """
 
 from __future__ import annotations
@@ -39,15 +47,29 @@ _EXCLUDED: dict[str, tuple[str, ...]] = {
     "mspacman": ("Pill", "PowerPill"),
     "montezumarevenge": ("Platform", "Wall", "Ladder", "Rope"),
 }
-KNOWN_GAMES = (
-    frozenset(_SMALL)
-    | frozenset(_EXCLUDED)
-    | {
-        "frostbite",
-        "pong",
-        "breakout",
-    }
-)
+# Per game: the categories of objects that move (every other category is static). MsPacman's
+# Fruit is static here: OCAtari 2.2.1 never moves its box from where it starts.
+_MOVING: dict[str, tuple[str, ...]] = {
+    "frostbite": ("Player", "Bear", "Bird", "Crab", "Clam", "GreenFish", "FloatingBlock"),
+    "spaceinvaders": ("Player", "Alien", "Bullet", "Satellite"),
+    "battlezone": ("Blue_Tank", "Red_Thing", "Radar_Content", "Shot"),
+    "mspacman": ("Player", "Ghost"),
+    "seaquest": (
+        "Player",
+        "Shark",
+        "Submarine",
+        "SurfaceSubmarine",
+        "Diver",
+        "PlayerMissile",
+        "EnemyMissile",
+    ),
+    "pong": ("Player", "Enemy", "Ball"),
+    "breakout": ("Player", "Ball"),
+    "montezumarevenge": ("Player", "Skull", "Spider", "Snake"),
+}
+# Mean movement per step, in pixels, above which a category of a game not in `_MOVING` moves.
+MOVING_PX = 0.1
+KNOWN_GAMES = frozenset(_SMALL) | frozenset(_EXCLUDED) | frozenset(_MOVING)
 
 
 @dataclass(frozen=True)
@@ -59,12 +81,18 @@ class CategorySelection:
         small: categories counted for precision and reported separately for recall.
         excluded: categories left out of every metric.
         source: how the selection was made, for the report (e.g. "default for MsPacman").
+        moving: the categories whose objects move (the others are static), for the identity
+            metrics; None until measured for a game not in the table, and in results
+            written before identities were measured.
+        moving_source: how ``moving`` was made ("table for MsPacman", "measured...").
     """
 
     headline: tuple[str, ...]
     small: tuple[str, ...]
     excluded: tuple[str, ...]
     source: str
+    moving: tuple[str, ...] | None = None
+    moving_source: str | None = None
 
     def group(self, category: str) -> str:
         """The group (`HEADLINE`, `SMALL` or `EXCLUDED`) of a category name."""
@@ -75,21 +103,27 @@ class CategorySelection:
         return EXCLUDED
 
     def to_json(self) -> dict:
-        return {
+        out = {
             HEADLINE: list(self.headline),
             SMALL: list(self.small),
             EXCLUDED: list(self.excluded),
             "source": self.source,
         }
+        if self.moving is not None:  # absent, as in files from before it, when not known
+            out |= {"moving": list(self.moving), "moving_source": self.moving_source}
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> CategorySelection:
-        """The selection that `to_json` wrote."""
+        """The selection that `to_json` wrote (``moving`` None in files from before it)."""
+        moving = data.get("moving")
         return cls(
             headline=tuple(data[HEADLINE]),
             small=tuple(data[SMALL]),
             excluded=tuple(data[EXCLUDED]),
             source=data["source"],
+            moving=None if moving is None else tuple(moving),
+            moving_source=data.get("moving_source"),
         )
 
 
@@ -108,7 +142,8 @@ def default_categories(game: str, categories: Sequence[str]) -> CategorySelectio
         categories: every category name of the dataset, in its order.
 
     Returns:
-        The selection; an unknown game keeps every category in the headline.
+        The selection; an unknown game keeps every category in the headline, and its moving
+        categories are left to be measured (None).
     """
     key = normalise_game(game)
     small = set(_SMALL.get(key, ()))
@@ -116,11 +151,16 @@ def default_categories(game: str, categories: Sequence[str]) -> CategorySelectio
     source = (
         f"default for {game}" if key in KNOWN_GAMES else f"all categories ({game} not in table)"
     )
+    moving = None
+    if key in _MOVING:
+        moving = tuple(c for c in categories if c in _MOVING[key])
     return CategorySelection(
         headline=tuple(c for c in categories if c not in small and c not in excluded),
         small=tuple(c for c in categories if c in small),
         excluded=tuple(c for c in categories if c in excluded),
         source=source,
+        moving=moving,
+        moving_source=f"table for {game}" if moving is not None else None,
     )
 
 
@@ -177,4 +217,6 @@ def select_categories(
         small=tuple(c for c in categories if c in small),
         excluded=tuple(c for c in categories if c not in headline and c not in small),
         source=f"{selection.source}, changed by {' '.join(flags)}",
+        moving=selection.moving,
+        moving_source=selection.moving_source,
     )

@@ -3,7 +3,8 @@
 `evaluate_models` is the core: it reads the frames of a split once, paints the same Noisy
 Atari bars (drawn once from a fixed seed) for every model, runs each `TrainedModel`, builds
 the controls (random points, each model's static template, the error-map peaks of models
-that have error maps) and scores every column with the same metrics
+that have error maps, and with ground truth the perfect object tracker) and scores every
+column with the same metrics
 (`permakey.evaluation.metrics`) into a `permakey.evaluation.results.EvaluationResult`.
 `evaluate_runs` loads trained runs and calls it. `format_table` turns the result into a
 side-by-side markdown table; `write_result` and `read_result` write and read the JSON.
@@ -18,9 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from permakey.data.identity import link_objects
 from permakey.errors import UserError
 from permakey.evaluation import controls, metrics
-from permakey.evaluation.categories import HEADLINE, SMALL, CategorySelection, select_categories
+from permakey.evaluation.categories import (
+    HEADLINE,
+    MOVING_PX,
+    SMALL,
+    CategorySelection,
+    select_categories,
+)
 from permakey.evaluation.results import (
     NO_GROUND_TRUTH,
     CategoryScores,
@@ -28,18 +36,24 @@ from permakey.evaluation.results import (
     ColumnMetrics,
     DatasetInfo,
     EvaluationResult,
+    IdentityScores,
     Motion,
     Noise,
     SeedStability,
+    TrackCounts,
     peaks_name,
     random_name,
     template_name,
+    tracker_name,
 )
 from permakey.fileio import write_json_atomic
 from permakey.keypoints import to_pixels
 from permakey.runs import TrainedModel
 from permakey.runs.folder import code_version
 from permakey.runs.trained import load_runs
+
+# `EvaluationResult.identities` of a dataset collected without identities.
+LINKED_NOW = "linked at evaluation"
 
 
 @dataclass
@@ -52,6 +66,8 @@ class GroundTruth:
         offsets: (N + 1,) int64, ragged offsets of the objects kept (any group but excluded).
         category: (M,) int64 category index of each object.
         boxes: (M, 4) float, (x, y, w, h) edge coordinates in the stored frame.
+        track: (M,) int64 track of each object (`permakey.evaluation.metrics.track_index`).
+        identities: how the tracks were made (`EvaluationResult.identities`).
     """
 
     names: list[str]
@@ -59,12 +75,23 @@ class GroundTruth:
     offsets: np.ndarray
     category: np.ndarray
     boxes: np.ndarray
+    track: np.ndarray
+    identities: str
+
+    def _members(self, group_names: Sequence[str]) -> np.ndarray:
+        return np.isin(self.category, [self.names.index(name) for name in group_names])
 
     def subset(self, group_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(offsets, category, boxes) of the objects whose category is in ``group_names``."""
-        wanted = [self.names.index(name) for name in group_names]
-        keep = np.isin(self.category, wanted)
+        keep = self._members(group_names)
         return select_objects(self.offsets, keep), self.category[keep], self.boxes[keep]
+
+    def headline_tracks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(offsets, category, boxes, track in [0, T), T) of the headline objects."""
+        keep = self._members(self.selection.headline)
+        unique, track = np.unique(self.track[keep], return_inverse=True)
+        offsets = select_objects(self.offsets, keep)
+        return offsets, self.category[keep], self.boxes[keep], track.reshape(-1), len(unique)
 
 
 def select_objects(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -80,7 +107,11 @@ def inside_frame(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def ground_truth(split, num_frames: int, selection: CategorySelection, height: int, width: int):
-    """The `GroundTruth` of the first ``num_frames`` frames of a split; None without objects."""
+    """The `GroundTruth` of the first ``num_frames`` frames of a split; None without objects.
+
+    The tracks are the split's stored identities, or for a dataset collected without them,
+    its boxes linked between consecutive frames now (`permakey.data.identity.link_objects`).
+    """
     if not split.has_objects:
         return None
     offsets, category, boxes = split.object_table()
@@ -91,7 +122,16 @@ def ground_truth(split, num_frames: int, selection: CategorySelection, height: i
     names = list(split.categories)
     counted = [names.index(c) for c in selection.headline + selection.small]
     keep = inside_frame(boxes, height, width) & np.isin(category, counted)
-    return GroundTruth(names, selection, select_objects(offsets, keep), category[keep], boxes[keep])
+    offsets, category, boxes = select_objects(offsets, keep), category[keep], boxes[keep]
+    episode = np.asarray(split.episode[:num_frames])
+    ids = split.object_ids()
+    if ids is None:  # linked per category: leaving other categories out changes no link
+        step = np.asarray(split.step[:num_frames])
+        ids, identities = link_objects(offsets, category, boxes, episode, step), LINKED_NOW
+    else:
+        ids, identities = ids[:end][keep], split.identity_method
+    track, _ = metrics.track_index(episode[metrics.frame_of_object(offsets)], ids)
+    return GroundTruth(names, selection, offsets, category, boxes, track, identities)
 
 
 def _detection_scores(keypoints, truth: GroundTruth, num_keypoints: int, radii) -> dict:
@@ -128,6 +168,57 @@ def _detection_scores(keypoints, truth: GroundTruth, num_keypoints: int, radii) 
     }
 
 
+def _identity_scores(keypoints, truth: GroundTruth, r: int) -> IdentityScores:
+    """Purity and kept tracks of one column, on the headline objects (as recall is)."""
+    offsets, category, boxes, track, num_tracks = truth.headline_tracks()
+    owner = metrics.keypoint_tracks(keypoints, offsets, boxes, track, r)
+    purity = metrics.purity(owner, num_tracks)  # (K,), NaN: never on an object
+    kept = metrics.kept_tracks(
+        keypoints, offsets, boxes, track, num_tracks, r, metrics.KEPT_SHARE
+    )  # (T,)
+    category_of_track = np.zeros(num_tracks, dtype=np.int64)
+    category_of_track[track] = category
+    moving_index = [truth.names.index(name) for name in truth.selection.moving or ()]
+    moving = np.isin(category_of_track, moving_index)
+
+    def counts(members: np.ndarray) -> TrackCounts:
+        return TrackCounts(int(members.sum()), int(kept[members].sum()))
+
+    per_category = {}
+    for name in truth.selection.headline:
+        members = category_of_track == truth.names.index(name)
+        if members.any():
+            per_category[name] = counts(members)
+    on_objects = purity[~np.isnan(purity)]
+    return IdentityScores(
+        radius=r,
+        kept_share=metrics.KEPT_SHARE,
+        purity=tuple(None if np.isnan(p) else float(p) for p in purity),
+        mean_purity=float(on_objects.mean()) if len(on_objects) else None,
+        kept=counts(np.ones(num_tracks, dtype=bool)),
+        moving=counts(moving),
+        static=counts(~moving),
+        per_category=per_category,
+    )
+
+
+def measured_moving(truth: GroundTruth) -> CategorySelection:
+    """The selection with its moving categories measured on the tracks (a game not in the
+    table of `permakey.evaluation.categories`)."""
+    motion = metrics.category_motion(
+        truth.offsets, truth.category, truth.boxes, truth.track, len(truth.names)
+    )
+    counted = truth.selection.headline + truth.selection.small
+    moving = tuple(
+        name for name in counted if motion[truth.names.index(name)] > MOVING_PX
+    )  # NaN (never seen twice in a row) compares False: static
+    return replace(
+        truth.selection,
+        moving=moving,
+        moving_source=f"measured: more than {MOVING_PX} px per step on these frames",
+    )
+
+
 def score_keypoints(
     keypoints: np.ndarray,
     truth: GroundTruth | None,
@@ -157,16 +248,19 @@ def score_keypoints(
         ``small_recall`` the small ones (None when there are none), and ``precision`` counts
         a keypoint inside any headline or small box (a keypoint on a bullet is on an
         object). ``per_category`` holds recall and recall bound of every headline and small
-        category present. Object metrics are None when ``truth`` is None; distractor metrics
-        are None without bars.
+        category present, ``identity`` purity and kept tracks at the headline radius.
+        Object metrics are None when ``truth`` is None; distractor metrics are None without
+        bars.
     """
     num_keypoints = keypoints.shape[1]
     if truth is None:
         objects = dict.fromkeys(
             ["recall", "precision", "f1", "recall_bound", "small_recall", "per_category"]
         )
+        identity = None
     else:
         objects = _detection_scores(keypoints, truth, num_keypoints, radii)
+        identity = _identity_scores(keypoints, truth, metrics.HEADLINE_RADIUS)
     share = chance = None
     if bars is not None:
         share = {
@@ -184,6 +278,7 @@ def score_keypoints(
         border_chance=metrics.border_area_fraction(height, width),
         motion=Motion(**metrics.motion(keypoints, episode, step)),
         keypoints=num_keypoints,
+        identity=identity,
     )
 
 
@@ -259,6 +354,8 @@ def evaluate_models(
     if split.has_objects and selection is None:
         raise ValueError("the split has objects: a CategorySelection is required")
     truth = ground_truth(split, num_frames, selection, height, width) if selection else None
+    if truth is not None and truth.selection.moving is None:
+        truth = replace(truth, selection=measured_moving(truth))
     episode = np.asarray(split.episode[:num_frames])
     step = np.asarray(split.step[:num_frames])
 
@@ -276,9 +373,16 @@ def evaluate_models(
             columns.append(
                 Column(peaks_name(model.name), "control", score(model_peaks), of=model.name)
             )
-    for k in sorted({points.shape[1] for points in keypoints}):
+    counts = sorted({points.shape[1] for points in keypoints})
+    for k in counts:
         random_points = controls.random_keypoints(num_frames, k, height, width, control_seed)
         columns.append(Column(random_name(k), "control", score(random_points)))
+    if truth is not None and len(truth.category):
+        for k in counts:  # the ceiling: every object followed, K at a time
+            tracker = controls.object_tracker(
+                truth.offsets, truth.category, truth.boxes, k, truth.track
+            )
+            columns.append(Column(tracker_name(k), "control", score(tracker)))
 
     groups: dict[str, list[int]] = {}
     for i, model in enumerate(models):
@@ -298,11 +402,12 @@ def evaluate_models(
         radii=tuple(radii),
         headline_radius=metrics.HEADLINE_RADIUS,
         ground_truth=truth is not None,
-        categories=selection,
+        categories=truth.selection if truth is not None else selection,
         noise=setting,
         control_seed=control_seed,
         columns=tuple(columns),
         seed_stability=tuple(stability),
+        identities=truth.identities if truth is not None else None,
     )
 
 
@@ -424,6 +529,7 @@ def table_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
                     values.append("n/a")
             if present:
                 rows.append((f"recall@{headline} {name} ({group})", values))
+    rows += identity_rows(result)
     if columns[0].distractor_share is not None:
         for r in result.radii:
             chance = columns[0].distractor_chance[r]
@@ -441,6 +547,39 @@ def table_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def _kept(counts: TrackCounts | None) -> str:
+    if counts is None:
+        return "n/a"
+    share = counts.share
+    return f"{counts.kept}" + ("" if share is None else f" ({share:.2f})")
+
+
+def identity_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
+    """The identity rows of `format_table`: mean purity and tracks kept (all, moving, static,
+    per moving category); none for a file written before identities were measured."""
+    scores = [column.metrics.identity for column in result.columns]
+    r = result.headline_radius
+    if not result.ground_truth:
+        labels = [f"mean purity@{r}", f"objects kept@{r}"]
+        return [(label, [NO_GROUND_TRUTH] * len(scores)) for label in labels]
+    first = next((s for s in scores if s is not None), None)
+    if first is None:
+        return []
+    rows = [(f"mean purity@{r}", [_number(s and s.mean_purity) for s in scores])]
+    for label, pick in [
+        ("objects kept", lambda s: s.kept),
+        ("moving kept", lambda s: s.moving),
+        ("static kept", lambda s: s.static),
+    ]:
+        label = f"{label}@{r} (of {pick(first).tracks} tracks)"
+        rows.append((label, [_kept(None if s is None else pick(s)) for s in scores]))
+    for name in result.categories.moving or ():
+        if name in first.per_category:
+            label = f"kept@{r} {name} (of {first.per_category[name].tracks})"
+            rows.append((label, [_kept(s and s.per_category.get(name)) for s in scores]))
+    return rows
+
+
 def _object_metric(result: EvaluationResult, value, radius: int | None = None) -> str:
     """An object metric's cell: `NO_GROUND_TRUTH` without objects, "n/a" where None."""
     if not result.ground_truth:
@@ -454,7 +593,8 @@ def format_table(result: EvaluationResult) -> str:
     """The result as a side-by-side markdown table: one column per model and control.
 
     Object metrics read "no ground truth" for a dataset without objects, "n/a" where a value
-    does not apply; seed stability follows the table, one line per group of seeds.
+    does not apply; seed stability follows the table, one line per group of seeds. Kept
+    tracks read "count (share)".
     """
     header = ["metric"] + [column.name for column in result.columns]
     rows = [header, ["---"] * len(header)] + [
@@ -478,5 +618,12 @@ def format_table(result: EvaluationResult) -> str:
         f"\n{result.frames} frames, noise {noise.kind}"
         + (f" (seed {noise.seed})" if noise.seed is not None else "")
         + (f"; categories: {result.categories.source}" if result.categories else "")
+        + (f"; tracks: {result.identities}" if result.identities else "")
+        + (
+            f"; moving: {', '.join(result.categories.moving) or 'none'} "
+            f"({result.categories.moving_source})"
+            if result.categories and result.categories.moving is not None
+            else ""
+        )
     )
     return "\n".join(lines)

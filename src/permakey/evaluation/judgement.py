@@ -1,4 +1,5 @@
-"""What a model's keypoints do, judged from an evaluation: follow objects, or mark places.
+"""What a model's keypoints do, judged from an evaluation: follow objects, or mark places;
+and whether keypoint k keeps its object (`identity_note`).
 
 A model's static template (each keypoint fixed at its mean position) marks where objects
 appear as well as a fixed point can. Keypoints follow objects when they find some object
@@ -13,7 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from permakey.evaluation.results import EvaluationResult
+from permakey.evaluation.results import (
+    EvaluationResult,
+    TrackCounts,
+    peaks_name,
+    random_name,
+    template_name,
+    tracker_name,
+)
 
 # Keypoints follow objects when they find some object category at least this much more often
 # (recall at the headline radius) than their own static template does.
@@ -129,3 +137,50 @@ def judge_tracking(result: EvaluationResult, model: str) -> TrackingVerdict:
 def tracking_note(result: EvaluationResult, model: str) -> str:
     """`judge_tracking`'s verdict on the model column ``model`` as one sentence."""
     return judge_tracking(result, model).sentence()
+
+
+def _kept(counts: TrackCounts) -> str:
+    return f"{counts.kept} of {counts.tracks}"
+
+
+def identity_note(result: EvaluationResult, model: str) -> str:
+    """Whether the keypoints of the model column ``model`` keep their objects, in words: how
+    many object tracks it keeps and which (moving categories by name, static ones), its mean
+    purity, and how many tracks each of its controls keeps.
+
+    Raises:
+        KeyError: ``result`` has no column ``model``.
+    """
+    identity = result.column(model).metrics.identity
+    if not result.ground_truth:
+        return f"{model}: this dataset has no object ground truth, so no identity is measured."
+    if identity is None:
+        return f"{model}: this evaluation predates the identity metrics; evaluate again."
+    moving = [
+        f"{name} {_kept(identity.per_category[name])}"
+        for name in result.categories.moving or ()
+        if name in identity.per_category
+    ]
+    purity = (
+        "no keypoint lands on an object"
+        if identity.mean_purity is None
+        else f"on average a keypoint spends {identity.mean_purity:.0%} of its frames on "
+        "objects on its most frequent object (mean purity)"
+    )
+    k = result.column(model).metrics.keypoints
+    names = [
+        ("its static template", template_name(model)),
+        ("its error-map peaks", peaks_name(model)),
+        ("random points", random_name(k)),
+        ("a perfect tracker", tracker_name(k)),
+    ]
+    columns = {c.name: c for c in result.columns if c.metrics.identity is not None}
+    controls = [(label, columns[name]) for label, name in names if name in columns]
+    keep = ", ".join(f"{label} {c.metrics.identity.kept.kept}" for label, c in controls)
+    r, share = identity.radius, identity.kept_share
+    return (
+        f"{model} keeps {_kept(identity.kept)} object tracks (one keypoint within {r} px of "
+        f"the object in at least {share:.0%} of its frames): moving objects "
+        f"{_kept(identity.moving)}" + (f" ({', '.join(moving)})" if moving else "") + ", "
+        f"static {_kept(identity.static)}; {purity}. Tracks kept by the controls: {keep}."
+    )

@@ -22,6 +22,13 @@ Conventions (shared by every function here):
   counts of keypoints over all keypoints of all frames. Frames without any counted object
   stay in precision (their keypoints are on no object). Per-frame values are available from
   `per_frame_scores`.
+- **Identity** (does keypoint k keep its object?): objects carry a track, the pair (episode,
+  id) of `permakey.data.identity` made dense by `track_index`. In each frame a keypoint sits
+  on the track of the nearest object (box centre) whose box grown by r holds it
+  (`keypoint_tracks`); its *purity* is the share of its on-object frames spent on its most
+  frequent track (`purity`). A track is *kept* when one keypoint, the same in every frame,
+  sits inside its grown box in at least `KEPT_SHARE` of the frames the track is in
+  (`kept_tracks`).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from scipy.optimize import linear_sum_assignment
 RADII = (0, 2, 4)
 HEADLINE_RADIUS = 2
 BORDER_PX = 2
+# A track is kept when one keypoint sits on it in at least this share of its frames.
+KEPT_SHARE = 0.8
 
 
 def _edge(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -299,3 +308,141 @@ def motion(keypoints: np.ndarray, episode: np.ndarray, step: np.ndarray) -> dict
         else None
     )
     return {"from_mean_px": float(from_mean), "per_step_px": per_step}
+
+
+def track_index(episode: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense track numbers of objects whose identity is (episode, id).
+
+    Args:
+        episode: (M,) int episode of each object's frame.
+        ids: (M,) int identity of each object, unique within its episode.
+
+    Returns:
+        (M,) int64 track of each object in [0, T), and T.
+    """
+    pairs = np.stack([np.asarray(episode, np.int64), np.asarray(ids, np.int64)], axis=1)
+    if not len(pairs):
+        return np.zeros(0, np.int64), 0
+    unique, track = np.unique(pairs, axis=0, return_inverse=True)
+    return track.reshape(-1), len(unique)
+
+
+def keypoint_tracks(
+    keypoints: np.ndarray, offsets: np.ndarray, boxes: np.ndarray, track: np.ndarray, r: float
+) -> np.ndarray:
+    """The track each keypoint sits on in each frame: of the objects whose box grown by ``r``
+    holds it, the one whose box centre is nearest.
+
+    Args:
+        keypoints: (N, K, 2) float, (row, col) pixels.
+        offsets: (N + 1,) int ragged offsets of the objects.
+        boxes: (M, 4) float, (x, y, w, h) edge coordinates.
+        track: (M,) int track of each object (`track_index`).
+        r: margin in pixels.
+
+    Returns:
+        (N, K) int64 track, -1 where the keypoint is on no object.
+    """
+    num_frames, num_keypoints = keypoints.shape[:2]
+    owner = np.full(num_frames * num_keypoints, -1, dtype=np.int64)
+    frames = frame_of_object(offsets)
+    objects, points = np.nonzero(hit_matrix(keypoints, offsets, boxes, r))  # (P,) each
+    if not len(objects):
+        return owner.reshape(num_frames, num_keypoints)
+    rows, cols = _edge(keypoints[frames[objects], points])  # (P,) each
+    box = np.asarray(boxes, dtype=np.float64)[objects]
+    distance = np.hypot(rows - box[:, 1] - box[:, 3] / 2, cols - box[:, 0] - box[:, 2] / 2)
+    cell = frames[objects] * num_keypoints + points  # (P,) which (frame, keypoint)
+    order = np.lexsort((distance, cell))  # by cell, nearest first
+    nearest = order[np.r_[True, cell[order][1:] != cell[order][:-1]]]
+    owner[cell[nearest]] = np.asarray(track)[objects[nearest]]
+    return owner.reshape(num_frames, num_keypoints)
+
+
+def purity(owner: np.ndarray, num_tracks: int) -> np.ndarray:
+    """Per keypoint, the share of its on-object frames spent on its most frequent track.
+
+    Args:
+        owner: (N, K) int track each keypoint sits on, -1 for none (`keypoint_tracks`).
+        num_tracks: T.
+
+    Returns:
+        (K,) float in (0, 1], NaN for a keypoint on no object in any frame. A keypoint that
+        follows one object scores 1; one that alternates between two scores 0.5.
+    """
+    num_keypoints = owner.shape[1]
+    keypoint = np.broadcast_to(np.arange(num_keypoints), owner.shape)
+    on = owner >= 0
+    counts = np.bincount(
+        keypoint[on] * num_tracks + owner[on], minlength=num_keypoints * num_tracks
+    ).reshape(num_keypoints, num_tracks)
+    total = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts.max(axis=1, initial=0) / total, np.nan)
+
+
+def kept_tracks(
+    keypoints: np.ndarray,
+    offsets: np.ndarray,
+    boxes: np.ndarray,
+    track: np.ndarray,
+    num_tracks: int,
+    r: float,
+    share: float,
+) -> np.ndarray:
+    """Whether one keypoint sits on each track in at least ``share`` of the frames it is in.
+
+    Args:
+        keypoints: (N, K, 2) float, (row, col) pixels.
+        offsets: (N + 1,) int ragged offsets of the objects.
+        boxes: (M, 4) float, (x, y, w, h) edge coordinates.
+        track: (M,) int track of each object in [0, T) (`track_index`).
+        num_tracks: T.
+        r: margin in pixels: the keypoint lies inside the object's box grown by r.
+        share: the least share of the track's frames, in (0, 1].
+
+    Returns:
+        (T,) bool, False for a track with no object.
+    """
+    num_keypoints = keypoints.shape[1]
+    objects, points = np.nonzero(hit_matrix(keypoints, offsets, boxes, r))
+    track = np.asarray(track, dtype=np.int64)
+    on = np.bincount(
+        track[objects] * num_keypoints + points, minlength=num_tracks * num_keypoints
+    ).reshape(num_tracks, num_keypoints)  # (T, K) frames keypoint k sits on track t
+    visible = np.bincount(track, minlength=num_tracks)  # (T,) frames the track is in
+    return (visible > 0) & (on.max(axis=1, initial=0) >= share * visible)
+
+
+def category_motion(
+    offsets: np.ndarray,
+    category: np.ndarray,
+    boxes: np.ndarray,
+    track: np.ndarray,
+    num_categories: int,
+) -> np.ndarray:
+    """Mean distance, in pixels, that the objects of each category move in one step.
+
+    Args:
+        offsets: (N + 1,) int ragged offsets of the objects; consecutive frames are steps.
+        category: (M,) int category index of each object, in [0, C).
+        boxes: (M, 4) float, (x, y, w, h) edge coordinates.
+        track: (M,) int track of each object (`track_index`).
+        num_categories: C.
+
+    Returns:
+        (C,) float: the mean over every object also in its track's previous frame of how
+        far its box centre moved; NaN for a category with no such object.
+    """
+    frames = frame_of_object(offsets)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centres = boxes[:, :2] + boxes[:, 2:] / 2  # (M, 2)
+    order = np.lexsort((frames, np.asarray(track)))  # by track, then frame
+    track, frames = np.asarray(track)[order], frames[order]
+    follows = (track[1:] == track[:-1]) & (frames[1:] == frames[:-1] + 1)  # (M - 1,)
+    moved = np.linalg.norm(np.diff(centres[order], axis=0), axis=-1)[follows]
+    which = np.asarray(category)[order][1:][follows]
+    total = np.bincount(which, weights=moved, minlength=num_categories)
+    count = np.bincount(which, minlength=num_categories)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)

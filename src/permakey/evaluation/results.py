@@ -41,6 +41,11 @@ def random_name(num_keypoints: int) -> str:
     return f"random K={num_keypoints}"
 
 
+def tracker_name(num_keypoints: int) -> str:
+    """Name of the column of the perfect object tracker with at most K keypoints."""
+    return f"perfect tracker K={num_keypoints}"
+
+
 def _radii_to_json(values: PerRadius | None) -> dict[str, float | None] | None:
     return None if values is None else {str(r): v for r, v in values.items()}
 
@@ -107,6 +112,86 @@ class Motion:
 
 
 @dataclass(frozen=True)
+class TrackCounts:
+    """How many object tracks a column keeps, of how many.
+
+    Attributes:
+        tracks: object tracks (an object over the frames of its episode where it is seen).
+        kept: those on which one keypoint sits in at least `IdentityScores.kept_share` of
+            the track's frames.
+    """
+
+    tracks: int
+    kept: int
+
+    @property
+    def share(self) -> float | None:
+        """``kept / tracks`` in [0, 1]; None without tracks."""
+        return self.kept / self.tracks if self.tracks else None
+
+    def to_json(self) -> dict:
+        return {"tracks": self.tracks, "kept": self.kept}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrackCounts:
+        return cls(data["tracks"], data["kept"])
+
+
+@dataclass(frozen=True)
+class IdentityScores:
+    """Does keypoint k keep its object? Measured on the headline objects' tracks.
+
+    Attributes:
+        radius: r in pixels: a keypoint sits on an object inside its box grown by r.
+        kept_share: the least share of a track's frames that one keypoint must sit on it
+            for the track to be kept.
+        purity: per keypoint, the share of its on-object frames spent on its most frequent
+            track (in each frame, the nearest object holding it), in (0, 1]; None for a
+            keypoint never on an object.
+        mean_purity: the mean of ``purity`` over the keypoints ever on an object; None if
+            none is.
+        kept: all tracks.
+        moving: the tracks of moving categories (`CategorySelection.moving`).
+        static: the tracks of the other categories.
+        per_category: the tracks of each headline category present, by name.
+    """
+
+    radius: int
+    kept_share: float
+    purity: tuple[float | None, ...]
+    mean_purity: float | None
+    kept: TrackCounts
+    moving: TrackCounts
+    static: TrackCounts
+    per_category: dict[str, TrackCounts]
+
+    def to_json(self) -> dict:
+        return {
+            "radius": self.radius,
+            "kept_share": self.kept_share,
+            "purity": list(self.purity),
+            "mean_purity": self.mean_purity,
+            "kept": self.kept.to_json(),
+            "moving": self.moving.to_json(),
+            "static": self.static.to_json(),
+            "per_category": {n: c.to_json() for n, c in self.per_category.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> IdentityScores:
+        return cls(
+            radius=data["radius"],
+            kept_share=data["kept_share"],
+            purity=tuple(data["purity"]),
+            mean_purity=data["mean_purity"],
+            kept=TrackCounts.from_json(data["kept"]),
+            moving=TrackCounts.from_json(data["moving"]),
+            static=TrackCounts.from_json(data["static"]),
+            per_category={n: TrackCounts.from_json(c) for n, c in data["per_category"].items()},
+        )
+
+
+@dataclass(frozen=True)
 class ColumnMetrics:
     """Every metric of one column (a model or a control); shares and rates are in [0, 1].
 
@@ -129,6 +214,8 @@ class ColumnMetrics:
         border_chance: the share of the frame that band covers.
         motion: how much the keypoints move.
         keypoints: K, keypoints per frame.
+        identity: whether each keypoint keeps its object; None without ground truth, and in
+            files written before identities were measured.
     """
 
     recall: PerRadius | None
@@ -143,6 +230,7 @@ class ColumnMetrics:
     border_chance: float
     motion: Motion
     keypoints: int
+    identity: IdentityScores | None = None
 
     @property
     def ground_truth(self) -> bool:
@@ -165,6 +253,8 @@ class ColumnMetrics:
                 ["recall", "precision", "f1", "recall_bound", "small_recall", "per_category"],
                 NO_GROUND_TRUTH,
             )
+        if self.identity is not None:  # absent, as in files from before it, when not measured
+            objects["identity"] = self.identity.to_json()
         return {
             **objects,
             "distractor_share": _radii_to_json(self.distractor_share),
@@ -178,6 +268,7 @@ class ColumnMetrics:
     @classmethod
     def from_json(cls, data: dict) -> ColumnMetrics:
         per_category = _object_metric(data["per_category"])
+        identity = data.get("identity")
         return cls(
             recall=_radii_from_json(_object_metric(data["recall"])),
             precision=_radii_from_json(_object_metric(data["precision"])),
@@ -193,6 +284,7 @@ class ColumnMetrics:
             border_chance=data["border_chance"],
             motion=Motion.from_json(data["motion"]),
             keypoints=data["keypoints"],
+            identity=None if identity is None else IdentityScores.from_json(identity),
         )
 
 
@@ -334,10 +426,15 @@ class EvaluationResult:
         noise: the bars painted over the frames.
         control_seed: seed of the random controls.
         columns: models and controls in table order: each model, then its template, then
-            its error-map peaks (if any); the random controls last, one per K.
+            its error-map peaks (if any); then the random controls, one per K, and with
+            ground truth the perfect object trackers, one per K.
         seed_stability: one entry per group of runs that differ only in their seed.
         dataset: the data evaluated; None when not known (`evaluate_models` on a split).
         code: the package version and git commit that evaluated; None when not known.
+        identities: how the objects' tracks were made (`permakey.data.identity`): "slot" or
+            "linked" as the dataset stored them, "linked at evaluation" for a dataset
+            collected without them; None without ground truth, and in files written before
+            identities were measured.
     """
 
     frames: int
@@ -352,6 +449,7 @@ class EvaluationResult:
     seed_stability: tuple[SeedStability, ...] = ()
     dataset: DatasetInfo | None = None
     code: dict | None = None
+    identities: str | None = None
 
     @property
     def models(self) -> tuple[Column, ...]:
@@ -389,6 +487,12 @@ class EvaluationResult:
         """The random control with as many keypoints as the model column ``model``."""
         return self.column(random_name(self.column(model).metrics.keypoints))
 
+    def tracker_for(self, model: str) -> Column | None:
+        """The perfect object tracker with as many keypoints as ``model`` at most; None
+        without ground truth, or in files written before it was a column."""
+        name = tracker_name(self.column(model).metrics.keypoints)
+        return next((c for c in self.columns if c.name == name), None)
+
     def to_json(self) -> dict:
         """The JSON file's contents (str radius keys; see `from_json`)."""
         out: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
@@ -406,6 +510,8 @@ class EvaluationResult:
             "columns": [c.to_json() for c in self.columns],
             "seed_stability": [s.to_json() for s in self.seed_stability],
         }
+        if self.identities is not None:  # absent in files from before identities
+            out["identities"] = self.identities
         if self.dataset is not None:
             out["dataset"] = self.dataset.to_json()
         return out
@@ -440,4 +546,5 @@ class EvaluationResult:
             seed_stability=tuple(SeedStability.from_json(s) for s in data["seed_stability"]),
             dataset=None if dataset is None else DatasetInfo.from_json(dataset),
             code=data.get("code"),
+            identities=data.get("identities"),
         )
