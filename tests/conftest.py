@@ -6,6 +6,7 @@ synthetic datasets they train on come from `permakey.testing`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,36 @@ def make_run(folder: Path, kind: str, model_config: Any, seed: int, frames: bool
         next(model.parameters()).add_(1.0)
     run.save_checkpoint(model, {"step": 1})
     return folder
+
+
+def write_status(run: Path, status, checkpoint=False):
+    """A run folder's run.json with ``status`` and, optionally, a checkpoint folder (empty files)."""
+    run.mkdir(parents=True, exist_ok=True)
+    info = {"format": "permakey-run", "kind": "permakey", "model": {}, "train": {}}
+    (run / "run.json").write_text(json.dumps({**info, "status": status, "step": 3}))
+    if checkpoint:
+        folder = run / "checkpoints" / "step-00000003"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("last.safetensors", "state.pt"):
+            (folder / name).write_bytes(b"")
+
+
+class FakeSteps:
+    """Plays each step's effect on the folders instead of running it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, step, log):
+        self.calls.append(step)
+        kwargs = step.kwargs
+        if step.kind == "collect":
+            Path(kwargs["out"]).mkdir(parents=True)
+            (Path(kwargs["out"]) / "meta.json").write_text("{}")
+        elif step.kind in ("train", "resume"):
+            write_status(Path(kwargs.get("out") or kwargs["run"]), "stopped", checkpoint=True)
+        elif step.kind == "show":
+            Path(kwargs["out"]).mkdir(parents=True)
+        elif step.kind == "evaluate":
+            return 1  # no real evaluation here
+        return 0

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PERMAKEY, tiny_cfg
+from conftest import TINY_PERMAKEY, FakeSteps, tiny_cfg
 from safetensors.torch import load_file
-from test_reproduce import FakeSteps
 
 import permakey
 from permakey.cli.main import main

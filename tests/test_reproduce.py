@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FakeSteps, write_status
 
 from permakey.cli.main import build_parser, main
 from permakey.cli.reproduce import command, print_commands
@@ -247,18 +248,6 @@ def test_runs_of_one_game_share_one_dataset():
     assert shared <= {d.path for d in plan.datasets}
 
 
-def write_status(run: Path, status, checkpoint=False):
-    """A run folder's run.json with ``status`` and, optionally, a checkpoint folder (empty files)."""
-    run.mkdir(parents=True, exist_ok=True)
-    info = {"format": "permakey-run", "kind": "permakey", "model": {}, "train": {}}
-    (run / "run.json").write_text(json.dumps({**info, "status": status, "step": 3}))
-    if checkpoint:
-        folder = run / "checkpoints" / "step-00000003"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("last.safetensors", "state.pt"):
-            (folder / name).write_bytes(b"")
-
-
 def test_train_step_keeps_resumes_or_starts(tmp_path):
     run = tmp_path / "run"
     options, runtime = {"data": "D", "preset": "cpu"}, {"time_budget": 5}
@@ -283,27 +272,6 @@ def test_train_step_keeps_resumes_or_starts(tmp_path):
     step = train_step("permakey", run, options, runtime)
     assert step.kind == "train" and step.kwargs["overwrite"] is True
     assert command(step).endswith(" --overwrite")
-
-
-class FakeSteps:
-    """Plays each step's effect on the folders instead of running it."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, step, log):
-        self.calls.append(step)
-        kwargs = step.kwargs
-        if step.kind == "collect":
-            Path(kwargs["out"]).mkdir(parents=True)
-            (Path(kwargs["out"]) / "meta.json").write_text("{}")
-        elif step.kind in ("train", "resume"):
-            write_status(Path(kwargs.get("out") or kwargs["run"]), "stopped", checkpoint=True)
-        elif step.kind == "show":
-            Path(kwargs["out"]).mkdir(parents=True)
-        elif step.kind == "evaluate":
-            return 1  # no real evaluation here
-        return 0
 
 
 def test_runner_collects_each_dataset_once_before_training(tmp_path):
