@@ -25,8 +25,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Fields that change how a run is executed, not what it computes (apart from the device):
 # they may be given again when resuming a run; every other field is fixed at the start.
 RUNTIME_FIELDS = frozenset(
-    {"epochs", "time_budget", "max_steps", "device", "workers", "in_memory", "progress"}
+    {"epochs", "time_budget", "max_steps", "device", "workers", "in_memory", "progress", "track"}
 )
+# Experiment trackers beside TensorBoard (`training.tracking`; "wandb" needs the `track` extra).
+TRACKERS = ("none", "wandb")
 
 
 @dataclass
@@ -79,6 +81,8 @@ class TrainConfig(JsonConfig):
     """total optimiser steps after which training stops cleanly and resumably"""
     progress: bool = True
     """show a progress bar"""
+    track: str = "none"
+    """also log losses, keypoint pictures and the final state to an experiment tracker: none or wandb (Weights & Biases, the `track` extra; WANDB_MODE=offline logs without a network)"""
 
     def __post_init__(self) -> None:
         self.noise_colour = tuple(self.noise_colour)  # JSON gives a list
@@ -87,6 +91,7 @@ class TrainConfig(JsonConfig):
             ("lr_decay", DECAYS),
             ("precision", PRECISIONS),
             ("device", DEVICES),
+            ("track", TRACKERS),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

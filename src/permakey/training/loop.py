@@ -41,6 +41,7 @@ from permakey.training.distributed import EpochSampler, Processes, average_gradi
 from permakey.training.method import Method
 from permakey.training.optim import build_optimizer, set_learning_rates
 from permakey.training.run import RunFolder, rng_state, set_rng_state
+from permakey.training.tracking import check_tracker, open_tracker
 
 PICTURE_FRAMES = 8
 
@@ -239,15 +240,18 @@ class Stopper:
 
 
 class Logger:
-    """TensorBoard events and metrics.jsonl rows of the main process (silent elsewhere)."""
+    """TensorBoard events and metrics.jsonl rows of the main process (silent elsewhere), and
+    the same to an experiment tracker (`tracking`, ``--track``) when there is one."""
 
-    def __init__(self, run: RunFolder | None, purge_step: int | None) -> None:
+    def __init__(self, run: RunFolder | None, purge_step: int | None, track: str = "none") -> None:
         self.run = run
         self.writer = None
+        self.tracker = None
         if run is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: main process only
 
             self.writer = SummaryWriter(str(run.path / TENSORBOARD), purge_step=purge_step)
+            self.tracker = open_tracker(track, run.path, lambda ids: run.update_info(wandb=ids))
 
     def scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         """Logs namespaced scalars ("losses/vae", "charts/images_per_s", "val/loss"...)."""
@@ -256,15 +260,26 @@ class Logger:
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
         self.run.append_metrics({"step": step, "epoch": epoch, **values})
+        if self.tracker is not None:
+            self.tracker.scalars(values, step)
 
     def image(self, tag: str, picture: np.ndarray, step: int) -> None:
         """Logs an (H, W, 3) uint8 picture."""
         if self.writer is not None:
             self.writer.add_image(tag, picture, step, dataformats="HWC")
+        if self.tracker is not None:
+            self.tracker.image(tag, picture, step)
+
+    def final(self, state: dict[str, Any]) -> None:
+        """The run's state at the end of a session (as run.json has it), for the tracker."""
+        if self.tracker is not None:
+            self.tracker.summary(state)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def seed_everything(seed: int) -> None:
@@ -315,6 +330,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    info: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Trains a method's model and writes (or continues) its run folder.
 
@@ -326,6 +342,8 @@ def train(
         resume: continue the run in ``out`` from its last checkpoint (``cfg`` and
             ``model_config`` must be the run's, see `permakey.training.run_configs`).
         overwrite: replace an existing ``out`` (ignored with ``resume``).
+        info: entries added to a new run's run.json (e.g. "config_source"; ignored with
+            ``resume``).
 
     Returns:
         `TrainResult`.
@@ -335,7 +353,8 @@ def train(
     """
     procs = Processes.start(cfg.device)
     try:
-        return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))
+        training = _setup(method, cfg, model_config, Path(out), resume, overwrite, procs, info)
+        return _train(training)
     finally:
         procs.stop()
 
@@ -401,9 +420,11 @@ def _train(tr: _Training) -> TrainResult:
                 _stop_resumably(tr, stop, status)
             if procs.is_main:
                 tr.run.update_info(status=status, **_summary(tr))
+                tr.logger.final({"status": status, **_summary(tr)})
     except TrainingDiverged as err:
         if procs.is_main:
             tr.run.update_info(status="diverged", error=str(err))
+            tr.logger.final({"status": "diverged", "error": str(err)})
         raise
     finally:
         tr.logger.close()
@@ -418,9 +439,11 @@ def _setup(
     resume: bool,
     overwrite: bool,
     procs: Processes,
+    extra_info: dict[str, Any] | None = None,
 ) -> _Training:
     """Model, optimiser, data and run folder, created or resumed from the run's checkpoint."""
     device = procs.device
+    check_tracker(cfg.track)  # before the run folder is created
     if cfg.batch_size % procs.world_size:
         raise UserError(
             f"batch size {cfg.batch_size} is not divisible by {procs.world_size} processes"
@@ -448,7 +471,11 @@ def _setup(
     seed_everything(cfg.seed + procs.rank)
 
     data = _data(method, cfg, procs)
-    info = None if resume else _run_info(method, cfg, model_config, data, procs)
+    info = (
+        None
+        if resume
+        else {**_run_info(method, cfg, model_config, data, procs), **(extra_info or {})}
+    )
     run = _open_run(RunFolder(out), method.kind, info, model, overwrite, procs)
     position, early, elapsed_before = Position(), EarlyStopping(cfg.patience), 0.0
     if resume:
@@ -461,7 +488,9 @@ def _setup(
         )
     # TensorBoard hides the events from the purge step on: those logged after the checkpoint
     # (as truncate_metrics drops them), not the checkpoint's own step's.
-    logger = Logger(run if procs.is_main else None, position.step + 1 if resume else None)
+    logger = Logger(
+        run if procs.is_main else None, position.step + 1 if resume else None, cfg.track
+    )
     return _Training(
         method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
         start_step=position.step, saved_step=position.step, elapsed_before=elapsed_before,
