@@ -51,12 +51,15 @@ class KeypointModel(Protocol):
         feature_dim: C, the pooled layers' channels summed.
         error_layers: labels of the layers whose error maps ``detect`` returns (PermaKey's
             LSP layers); empty for models without error maps.
+        inference_prefixes: state-dict key prefixes of the parameters and buffers that
+            ``detect`` and ``feature_maps`` use (what a pretrained model ships).
     """
 
     config: Any
     feature_layers: tuple[int, ...]
     feature_dim: int
     error_layers: tuple[int, ...]
+    inference_prefixes: tuple[str, ...]
 
     def detect(self, images: torch.Tensor) -> Keypoints:
         """Keypoints of (B, 3, S, S) float images in [0, 1]."""

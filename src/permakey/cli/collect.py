@@ -26,19 +26,18 @@ def add_parser(subparsers) -> None:
         "game", metavar="GAME", help="Atari game name, any case (e.g. spaceinvaders, MsPacman)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create")
-    parser.add_argument(
-        "--frames", type=int, default=85_000, metavar="N", help="training frames (default: 85000)"
-    )
-    parser.add_argument(
-        "--val-frames",
-        type=int,
-        default=5_000,
-        metavar="M",
-        help="validation frames (default: 5000)",
-    )
-    parser.add_argument(
-        "--test-frames", type=int, default=5_000, metavar="M", help="test frames (default: 5000)"
-    )
+    for flag, default, split in (
+        ("--frames", 85_000, "training"),
+        ("--val-frames", 5_000, "validation"),
+        ("--test-frames", 5_000, "test"),
+    ):
+        parser.add_argument(
+            flag,
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"{split} frames (default: {default})",
+        )
     parser.add_argument(
         "--seed",
         type=int,

@@ -14,7 +14,16 @@ from permakey import __version__
 from permakey.errors import UserError
 
 # Subcommands in the order `permakey --help` lists them.
-SUBCOMMANDS = ["collect", "datasets", "train", "evaluate", "show", "demo", "reproduce"]
+SUBCOMMANDS = [
+    "collect",
+    "datasets",
+    "train",
+    "evaluate",
+    "show",
+    "demo",
+    "reproduce",
+    "pretrained",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

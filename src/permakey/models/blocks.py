@@ -93,10 +93,13 @@ class ConvEncoder(nn.Module):
             for ci, co, k, s in zip(c_ins, channels, kernels, strides, strict=True)
         )
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, C_in, H, W) -> list of per-block feature maps (B, C_i, H_i, W_i)."""
+    def forward(self, x: torch.Tensor, blocks: int | None = None) -> list[torch.Tensor]:
+        """(B, C_in, H, W) -> list of per-block feature maps (B, C_i, H_i, W_i).
+
+        ``blocks``: run only the first this many blocks (all when None).
+        """
         features = []
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
             x = block(x)
             features.append(x)
         return features

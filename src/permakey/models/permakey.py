@@ -679,17 +679,24 @@ class PermaKey(nn.Module):
             `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w), the normalised
             error stack (B, L, H, W) and the per-layer error maps (B, h_l, w_l).
         """
-        self._check_images(images)
-        _, error_maps = self._local_prediction(self.vae.encoder(images))
+        _, error_maps = self._local_prediction(self.feature_maps(images))
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
         keypoints = self.pointnet(stack)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
         return keypoints
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder features per layer: list of (B, C_l, H_l, W_l), e.g. to pool keypoint features."""
+        """Encoder features per layer up to the last LSP layer: list of (B, C_l, H_l, W_l),
+        what the LSP networks and keypoint features read (the later layers feed the VAE only)."""
         self._check_images(images)
-        return self.vae.encoder(images)
+        return self.vae.encoder(images, blocks=max(self.config.lsp_layers) + 1)
+
+    @property
+    def inference_prefixes(self) -> tuple[str, ...]:
+        """State-dict key prefixes of what `detect` and `feature_maps` use: the encoder blocks
+        up to the last LSP layer, the LSP networks and the PointNet (no VAE decoder)."""
+        blocks = tuple(f"vae.encoder.blocks.{i}." for i in range(max(self.config.lsp_layers) + 1))
+        return (*blocks, "lsp.", "pointnet.")
 
     @property
     def feature_layers(self) -> tuple[int, ...]:

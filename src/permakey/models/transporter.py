@@ -233,6 +233,11 @@ class Transporter(nn.Module):
         return self.config.channels[-1]
 
     @property
+    def inference_prefixes(self) -> tuple[str, ...]:
+        """State-dict key prefixes of what `detect` and `feature_maps` use (no RefineNet)."""
+        return ("features.", "keypointer.")
+
+    @property
     def error_layers(self) -> tuple[int, ...]:
         """None: Transporter has no error maps."""
         return ()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import permakey
+from permakey.data.frames import CHANNELS, DEFAULT_RESIZE, RESIZE_METHODS
 from permakey.errors import UserError
 
 RUN_JSON = "run.json"
@@ -106,3 +109,77 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
         first = str(err).strip().splitlines()[:2]
         raise UserError(f"weights file {path} does not fit the model: {' '.join(first)}") from None
     return metadata
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """The frames a model takes, as its training dataset stored them (`permakey.data.frames`).
+
+    Attributes:
+        size: S, frames are S x S (84).
+        resize: how raw frames were resized to S x S: "area" or "nearest".
+        channels: channel order, "RGB".
+        game: the game the model was trained on; None where unknown (synthetic data).
+    """
+
+    size: int
+    resize: str = DEFAULT_RESIZE
+    channels: str = CHANNELS
+    game: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``frames`` entry of run.json."""
+        return {
+            "size": self.size,
+            "resize": self.resize,
+            "channels": self.channels,
+            "game": self.game,
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> FrameSpec:
+        """Reads the ``frames`` entry of run.json.
+
+        Raises:
+            ValueError: an unknown resize method or channel order, or a missing size.
+        """
+        spec = cls(
+            int(entry["size"]),
+            entry.get("resize", DEFAULT_RESIZE),
+            entry.get("channels", CHANNELS),
+            entry.get("game"),
+        )
+        if spec.resize not in RESIZE_METHODS:
+            raise ValueError(f"unknown resize method {spec.resize!r}")
+        if spec.channels != CHANNELS:
+            raise ValueError(f"unknown channel order {spec.channels!r}")
+        return spec
+
+    @classmethod
+    def of_dataset(cls, meta: dict[str, Any], size: int) -> FrameSpec:
+        """The frames of a dataset, from its meta.json (`permakey.data.store.read_meta`)."""
+        resize = meta.get("resize", DEFAULT_RESIZE)
+        return cls(
+            size, resize if resize in RESIZE_METHODS else DEFAULT_RESIZE, CHANNELS, meta.get("game")
+        )
+
+
+def run_frames(run: Path, info: dict[str, Any], size: int) -> FrameSpec:
+    """The `FrameSpec` of a run: run.json's ``frames`` entry, or, for runs written before it
+    existed, the training dataset's meta.json; "area" with a warning when that has moved."""
+    if "frames" in info:
+        try:
+            return FrameSpec.from_json(info["frames"])
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserError(f"{run}/{RUN_JSON} is corrupted (frames: {err})") from None
+    from permakey.data.store import read_meta
+
+    try:
+        return FrameSpec.of_dataset(read_meta(Path(info["dataset"]["train"]["path"])), size)
+    except (UserError, KeyError, TypeError, OSError):
+        warnings.warn(
+            f"{run}/{RUN_JSON} does not say how its frames were resized and its training "
+            f"dataset is not where it was: assuming {DEFAULT_RESIZE!r}",
+            stacklevel=3,
+        )
+        return FrameSpec(size)

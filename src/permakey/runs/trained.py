@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,88 +19,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from permakey.data.frames import CHANNELS, DEFAULT_RESIZE, RESIZE_METHODS, to_float
+from permakey.data.frames import to_float
 from permakey.devices import autocast, resolve_device
 from permakey.errors import UserError
 from permakey.keypoints import to_pixels
 from permakey.models.registry import model_kind
-from permakey.runs.folder import RUN_JSON, load_weights, read_run_json, weights_path
+from permakey.runs.folder import (
+    RUN_JSON,
+    FrameSpec,
+    load_weights,
+    read_run_json,
+    run_frames,
+    weights_path,
+)
+from permakey.runs.pretrained import is_pretrained, read_pretrained
 
 PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class FrameSpec:
-    """The frames a model takes, as its training dataset stored them (`permakey.data.frames`).
-
-    Attributes:
-        size: S, frames are S x S (84).
-        resize: how raw frames were resized to S x S: "area" or "nearest".
-        channels: channel order, "RGB".
-        game: the game the model was trained on; None where unknown (synthetic data).
-    """
-
-    size: int
-    resize: str = DEFAULT_RESIZE
-    channels: str = CHANNELS
-    game: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``frames`` entry of run.json."""
-        return {
-            "size": self.size,
-            "resize": self.resize,
-            "channels": self.channels,
-            "game": self.game,
-        }
-
-    @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> FrameSpec:
-        """Reads the ``frames`` entry of run.json.
-
-        Raises:
-            ValueError: an unknown resize method or channel order, or a missing size.
-        """
-        spec = cls(
-            int(entry["size"]),
-            entry.get("resize", DEFAULT_RESIZE),
-            entry.get("channels", CHANNELS),
-            entry.get("game"),
-        )
-        if spec.resize not in RESIZE_METHODS:
-            raise ValueError(f"unknown resize method {spec.resize!r}")
-        if spec.channels != CHANNELS:
-            raise ValueError(f"unknown channel order {spec.channels!r}")
-        return spec
-
-    @classmethod
-    def of_dataset(cls, meta: dict[str, Any], size: int) -> FrameSpec:
-        """The frames of a dataset, from its meta.json (`permakey.data.store.read_meta`)."""
-        resize = meta.get("resize", DEFAULT_RESIZE)
-        return cls(
-            size, resize if resize in RESIZE_METHODS else DEFAULT_RESIZE, CHANNELS, meta.get("game")
-        )
-
-
-def run_frames(run: Path, info: dict[str, Any], size: int) -> FrameSpec:
-    """The `FrameSpec` of a run: run.json's ``frames`` entry, or, for runs written before it
-    existed, the training dataset's meta.json; "area" with a warning when that has moved."""
-    if "frames" in info:
-        try:
-            return FrameSpec.from_json(info["frames"])
-        except (ValueError, TypeError, KeyError) as err:
-            raise UserError(f"{run}/{RUN_JSON} is corrupted (frames: {err})") from None
-    from permakey.data.store import read_meta
-
-    try:
-        return FrameSpec.of_dataset(read_meta(Path(info["dataset"]["train"]["path"])), size)
-    except (UserError, KeyError, TypeError, OSError):
-        warnings.warn(
-            f"{run}/{RUN_JSON} does not say how its frames were resized and its training "
-            f"dataset is not where it was: assuming {DEFAULT_RESIZE!r}",
-            stacklevel=3,
-        )
-        return FrameSpec(size)
 
 
 @dataclass
@@ -346,7 +279,8 @@ def load(
     """Loads a trained model from its run folder, without importing any training code.
 
     Args:
-        run: the run folder written by `permakey train`.
+        run: the run folder written by `permakey train`, or ``"pretrained:GAME"`` for a model
+            that ships with the package (`permakey.runs.pretrained`; ``which`` is ignored).
         which: "best" (lowest validation loss) or "last" (last checkpoint).
         device: "cpu", "cuda", "cuda:N", "mps" or "auto".
         precision: "fp32", or "bf16" autocast for inference.
@@ -360,6 +294,11 @@ def load(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if is_pretrained(run):
+        model, frames, info, path, name = read_pretrained(run)
+        return TrainedModel(
+            model.to(resolve_device(device)), frames, precision, weights=path, info=info, name=name
+        )
     run = Path(run)
     path = weights_path(run, which)
     info = read_run_json(run)
