@@ -157,9 +157,7 @@ class StepJob:
             if step is None:
                 f.write(f"{self.describe(self.step)}: its run is complete, kept\n")
                 return 0
-            f.write(
-                f"$ {self.describe(step)}  (job {os.environ.get('SLURM_JOB_ID', os.getpid())})\n"
-            )
+            f.write(f"$ {self.describe(step)}  (job {_submitit().JobEnvironment().job_id})\n")
             f.flush()
             env = {
                 **os.environ,
@@ -172,9 +170,10 @@ class StepJob:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-            # Only this thread waits for the worker, and it takes no lock that the main thread
-            # could hold: submitit's signal handler (`checkpoint`) interrupts the main thread
-            # wherever it is, and waits for the worker itself.
+            # A helper thread waits for the worker; the main thread only polls its status.
+            # submitit's signal handler (`checkpoint`) interrupts the main thread wherever it
+            # is and waits for the worker too: a `Popen.wait` it interrupted would hold the
+            # lock that the handler's own wait needs.
             self._status = None
             threading.Thread(target=self._reap, name="worker-wait", daemon=True).start()
             try:
