@@ -77,6 +77,7 @@ def test_two_demos_with_the_same_options_give_the_same_numbers(demo, tmp_path, c
     for method, steps in (("permakey", 2), ("transporter", 2)):
         run = json.loads((other / "runs" / method / "run.json").read_text())
         assert run["step"] == steps and run["status"] == "stopped"
+        assert run["train"]["precision"] == "fp32"  # whatever the CPU multiplies natively
 
 
 def test_demo_rerun_keeps_complete_steps(demo, capsys):

@@ -107,6 +107,13 @@ def add_parser(subparsers) -> None:
         "distractor experiment)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="training precision (default fp32, whatever the CPU; auto: bf16 where the CPU "
+        "multiplies it natively, which gives other numbers)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument(
         "--overwrite", action="store_true", help="start again in an existing demo folder"
@@ -158,8 +165,9 @@ def _train(method: str, run: Path, data: Path, budget: dict, args) -> None:
     from permakey.experiments.runner import train_step
 
     new_run = {"data": str(data), "preset": PRESETS[method], "noise": args.noise,
-               "seed": args.seed, "num_keypoints": args.num_keypoints, "in_memory": True,
-               "workers": 0, "progress": False}  # fmt: skip
+               "seed": args.seed, "num_keypoints": args.num_keypoints,
+               "precision": args.precision, "in_memory": True, "workers": 0,
+               "progress": False}  # fmt: skip
     step = train_step(method, run, new_run, {**budget, "device": args.device})
     if step is None:
         print(f"\n{method}: keeping the complete run in {run}")
