@@ -23,7 +23,9 @@ from permakey.experiments.runner import current_step, train_step
 from permakey.experiments.steps import Step
 
 ARGV = ["reproduce", "num-keypoints", "--scale", "tiny", "--precision", "fp32"]
-JOBS = ["--launcher", "submitit-local", "--cpus", "2", "--time", "20"]
+# One job at a time: a preempted run finishes its step and saves within the job's grace
+# time even on a loaded 2-core machine.
+JOBS = ["--launcher", "submitit-local", "--cpus", "2", "--time", "20", "--workers", "1"]
 
 
 def permakey(*argv: str) -> subprocess.Popen:
@@ -68,7 +70,7 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def wait_for(condition, what: str, timeout_s: float = 240.0):
+def wait_for(condition, what: str, timeout_s: float = 600.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()

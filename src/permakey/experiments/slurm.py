@@ -34,9 +34,10 @@ from permakey.experiments.steps import INTERRUPTED, Step
 # "slurm": sbatch on a Slurm cluster; "local": submitit's LocalExecutor, the same jobs (their
 # pickles, signals and requeues) as processes of this machine.
 CLUSTERS = ("slurm", "local")
-# Seconds a stopped worker gets to save its checkpoint before it is killed (Slurm signals a
-# job 90 s before its time limit, submitit's default `slurm_signal_delay_s`).
-STOP_TIMEOUT_S = 60.0
+# Seconds a stopped worker gets to finish its step and save its checkpoint before it is
+# killed: within the 90 s by which Slurm signals a job before its time limit (submitit's
+# default `slurm_signal_delay_s`).
+STOP_TIMEOUT_S = 80.0
 
 
 def _submitit():
