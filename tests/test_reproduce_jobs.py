@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_status
 
 from permakey.cli.main import main
 from permakey.experiments.runner import current_step, train_step
@@ -87,12 +88,11 @@ def test_a_training_step_resumes_what_its_run_folder_has(tmp_path):
     )
     assert current_step(step) == step  # nothing there yet: a fresh start
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"status": "running"}))
-    assert current_step(step) == step.with_kwargs(overwrite=True)  # no checkpoint: start again
-    (run / "state.pt").write_bytes(b"")
+    assert current_step(step) == step.with_kwargs(overwrite=True)  # an empty folder: start
+    write_status(run, "running", checkpoint=True)
     resume = Step("resume", {"kind": "permakey", "run": str(run), "max_steps": 2})
     assert current_step(step) == resume == current_step(resume)
-    (run / "run.json").write_text(json.dumps({"status": "stopped"}))
+    write_status(run, "stopped", checkpoint=True)
     assert current_step(step) is None and current_step(resume) is None
     other = Step("collect", {"game": "Pong", "out": "x"})
     assert current_step(other) is other
