@@ -20,6 +20,7 @@ subprocess worker, so that two runners never train one run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -390,9 +391,13 @@ def _training_job(
     """The job that brings one run to completion under its lock: decides (`train_step`) and
     trains; None when there is nothing to do (reported), 2 when another process holds it."""
 
+    # Jobs of a cluster scheduler (`slurm.JobLauncher`) run elsewhere and take the lock
+    # themselves when they train (`permakey.training.loop`); the launcher must not hold it.
+    remote = getattr(execute, "remote", False)
+
     def job() -> int | None:
         try:
-            with hold_folder(run.path, "run folder"):
+            with contextlib.nullcontext() if remote else hold_folder(run.path, "run folder"):
                 step = train_step(
                     run.variant.method, run.path, run.options, {**run.runtime, **quiet}
                 )

@@ -226,6 +226,9 @@ class JobLauncher:
         describe: how progress lines and logs name a step.
     """
 
+    # Its jobs take their run folders' locks themselves (see `runner._training_job`).
+    remote = True
+
     def __init__(self, executor: Any, threads: int, describe: Describe = str) -> None:
         self.executor = executor
         self.threads = threads
