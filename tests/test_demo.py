@@ -11,7 +11,16 @@ from permakey.evaluation.evaluate import read_result
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--frames", "300", "--eval-frames", "60", "--minutes", "0.05"]
+TINY = [
+    "--frames",
+    "300",
+    "--eval-frames",
+    "60",
+    "--permakey-steps",
+    "2",
+    "--transporter-steps",
+    "2",
+]
 
 
 def no_command_line(argv=None):
@@ -46,6 +55,30 @@ def test_demo_writes_report_metrics_and_figures(demo):
     assert re.search(r"permakey: F1@2 \d\.\d\d against \d\.\d\d for its static template", html)
     assert re.search(r"permakey keeps \d+ of \d+ object tracks .*: moving objects \d+ of", html)
     assert "http://" not in html and "https://" not in html
+
+
+def numbers(path) -> dict:
+    """An evaluation JSON's numbers: every column's metrics, seed stability, the test frames."""
+    result = json.loads(path.read_text())
+    return {
+        "columns": [(c["name"], c["kind"], c["metrics"]) for c in result["columns"]],
+        "seed_stability": result["seed_stability"],
+        "frames": (result["frames"], result["dataset"]["identity"]["sha256"]),
+    }
+
+
+def test_two_demos_with_the_same_options_give_the_same_numbers(demo, tmp_path, capsys):
+    other = tmp_path / "again"
+    assert main(["demo", "--out", str(other), "--noise", "both", *TINY]) == 0
+    said = capsys.readouterr().out
+    assert re.search(r"demo: about \d+ min on this machine from scratch \(training speeds: ", said)
+    for label in ("clean", "noisy"):
+        first, second = (numbers(d / f"evaluation_{label}.json") for d in (demo, other))
+        assert first["columns"] and first == second
+    for method, steps in (("permakey", 2), ("transporter", 2)):
+        run = json.loads((other / "runs" / method / "run.json").read_text())
+        assert run["step"] == steps and run["status"] == "stopped"
+        assert run["train"]["precision"] == "fp32"  # whatever the CPU multiplies natively
 
 
 def test_demo_rerun_keeps_complete_steps(demo, capsys):

@@ -351,11 +351,15 @@ def test_estimates_read_a_full_benchmark(tmp_path):
         json.dumps({"quick": True, "permakey_train_img_s_fp32": 1})
     )
     assert benchmark_rates(tmp_path).source.startswith("measured on this project")
-    bench = {"quick": False, "permakey_train_img_s_fp32": 400.0, "transporter_train_pairs_s": 900.0}
+    bench = {
+        "quick": False, "permakey_train_img_s_fp32": 400.0, "transporter_train_pairs_s": 900.0,
+        "permakey_cpu_track_preset_train_img_s_fp32": 700.0,
+    }  # fmt: skip
     (tmp_path / "full.json").write_text(json.dumps(bench))
     rates = benchmark_rates(tmp_path)
     assert rates.rate("permakey", "paper") == 400.0 and rates.rate("transporter", "paper") == 900.0
-    assert rates.rate("permakey", "cpu-track") == 400.0  # a preset without a rate: the paper's
+    assert rates.rate("permakey", "cpu-track") == 700.0  # the demo's preset
+    assert rates.rate("transporter", "cpu") == 900.0  # a preset without a rate: the paper's
     assert "full.json" in rates.source
 
 

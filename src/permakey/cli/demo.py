@@ -1,5 +1,10 @@
 """`permakey demo`: the whole pipeline on one game, on a CPU, in minutes, ending in a report.
 
+Each model trains for a fixed number of optimiser steps (`STEPS`), so the demo gives the same
+numbers on any machine whatever its load; it says how long that should take here before it
+starts (from the benchmark's training speeds, `runner.benchmark_rates`). ``--minutes`` gives
+a time budget instead.
+
 Each step is the library call behind a subcommand (`collect`, `train permakey`, `train
 transporter`, `evaluate`, `show`), made in this process as `permakey reproduce` makes it
 (`permakey.experiments.steps`) and printed as the command a user would type for it; the only
@@ -27,7 +32,13 @@ DEMO_GAME = "SpaceInvaders"
 # Training preset per method: with `cpu-track`, PermaKey's keypoints follow the SpaceInvaders
 # player within 10 CPU minutes (RESULTS.md, "cpu-track").
 PRESETS = {"permakey": "cpu-track", "transporter": "cpu"}
-# Share of the training budget for PermaKey; Transporter gets the rest.
+# Optimiser steps per model: a step budget, so that the demo trains the same and gives the
+# same numbers on any machine, however loaded. On the 2-core development machine they take
+# about 6 and 4 minutes (the README's earlier 6 + 4-minute demo reached 507 PermaKey and
+# 169 Transporter steps; benchmarks/results-cpu-2.json: cpu-track 54.6 images/s and
+# Transporter 43.7 pairs/s in float32, training steps alone).
+STEPS = {"permakey": 500, "transporter": 170}
+# With --minutes (a time budget instead): PermaKey's share; Transporter gets the rest.
 PERMAKEY_SHARE = 0.6
 # Keypoints for games without a count in the authors' code.
 DEFAULT_KEYPOINTS = 10
@@ -48,19 +59,29 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="collect a small dataset, train PermaKey and Transporter, evaluate, write a report",
-        description="The whole pipeline on one game within a CPU budget: collect frames with "
-        "object ground truth, train PermaKey and Transporter (cpu presets), evaluate both "
-        "against the objects and the controls, draw the figures, and write a self-contained "
-        "HTML report into --out. Rerunning continues an interrupted demo.",
+        description="The whole pipeline on one game on a CPU: collect frames with object "
+        "ground truth, train PermaKey and Transporter (cpu presets) for a fixed number of steps "
+        f"each ({STEPS['permakey']} and {STEPS['transporter']}: about 10 minutes on 2 cores, "
+        "the same numbers on any machine), evaluate both against the objects and the controls, "
+        "draw the figures, and write a self-contained HTML report into --out. It prints its "
+        "estimated time first. Rerunning continues an interrupted demo.",
     )
     parser.add_argument("--game", default=DEMO_GAME, help=f"Atari game (default {DEMO_GAME})")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    for method, steps in STEPS.items():
+        parser.add_argument(
+            f"--{method}-steps",
+            type=int,
+            default=steps,
+            metavar="N",
+            help=f"optimiser steps of {method} (default {steps})",
+        )
     parser.add_argument(
         "--minutes",
         type=float,
-        default=10.0,
-        help="training minutes for both models together (default 10; PermaKey gets "
-        f"{PERMAKEY_SHARE * 100:.0f} percent)",
+        help="a time budget instead of the step budgets: training minutes for both models "
+        f"together (PermaKey gets {PERMAKEY_SHARE * 100:.0f} percent); the numbers then depend "
+        "on the machine's speed and load",
     )
     parser.add_argument(
         "--num-keypoints",
@@ -86,6 +107,13 @@ def add_parser(subparsers) -> None:
         "distractor experiment)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="training precision (default fp32, whatever the CPU; auto: bf16 where the CPU "
+        "multiplies it natively, which gives other numbers)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument(
         "--overwrite", action="store_true", help="start again in an existing demo folder"
@@ -104,14 +132,43 @@ def _permakey(step: Step) -> None:
         raise UserError(f"demo step failed (exit status {status}): {command(step)}")
 
 
-def _train(method: str, run: Path, data: Path, minutes: float, args) -> None:
-    """Trains a method under a time budget, or resumes it, or keeps a complete run."""
+def _budgets(args) -> dict[str, dict[str, float]]:
+    """Per method, its training budget: {"max_steps": N}, or {"time_budget": minutes}."""
+    if args.minutes is None:
+        return {m: {"max_steps": getattr(args, f"{m}_steps")} for m in METHODS}
+    permakey = args.minutes * PERMAKEY_SHARE
+    return {
+        "permakey": {"time_budget": permakey},
+        "transporter": {"time_budget": args.minutes - permakey},
+    }
+
+
+def estimate_minutes(args, rates) -> float:
+    """Minutes the demo takes from scratch at ``rates`` (`runner.Rates`), step budgets or not."""
+    from permakey.experiments.runner import COLLECT_FPS, EVALUATE_MIN_PER_1K
+    from permakey.training import get_method
+
+    minutes = (args.frames + 2 * args.eval_frames) / COLLECT_FPS / 60
+    for method, budget in _budgets(args).items():
+        if "time_budget" in budget:
+            minutes += budget["time_budget"]
+            continue
+        batch = get_method(method).presets[PRESETS[method]].batch_size
+        minutes += budget["max_steps"] * batch / rates.rate(method, PRESETS[method]) / 60
+    evaluations = 1 if args.noise == "none" else 2
+    # The evaluations, and the figures (about one more evaluation's time).
+    return minutes + EVALUATE_MIN_PER_1K * args.eval_frames / 1000 * (evaluations + 1)
+
+
+def _train(method: str, run: Path, data: Path, budget: dict, args) -> None:
+    """Trains a method on its budget, or resumes it, or keeps a complete run."""
     from permakey.experiments.runner import DAMAGED, run_status, status_line, train_step
 
     new_run = {"data": str(data), "preset": PRESETS[method], "noise": args.noise,
-               "seed": args.seed, "num_keypoints": args.num_keypoints, "time_budget": minutes,
-               "in_memory": True, "workers": 0, "progress": False}  # fmt: skip
-    step = train_step(method, run, new_run, {"device": args.device})
+               "seed": args.seed, "num_keypoints": args.num_keypoints,
+               "precision": args.precision, "in_memory": True, "workers": 0,
+               "progress": False}  # fmt: skip
+    step = train_step(method, run, new_run, {**budget, "device": args.device})
     if step is None:
         if run_status(run) == DAMAGED:
             raise UserError(f"run {run}: {status_line(run)}")
@@ -167,13 +224,17 @@ def _report(
                 f"bar (within {r} px), where random points would give {chance:.2f}."
             )
     trained = ", ".join(f"{m} {runs[m]['step']} steps ({runs[m]['status']})" for m in METHODS)
+    budget = (
+        f"{args.minutes:g} training minutes in all"
+        if args.minutes is not None
+        else " and ".join(f"{getattr(args, f'{m}_steps')} {m} steps" for m in METHODS)
+    )
     sections = [
         Text(
             "What the keypoints do",
             [
                 f"{args.game}, {args.frames} training frames, cpu presets, "
-                f"{args.num_keypoints} keypoints per model, {args.minutes:g} training minutes in "
-                f"all; trained: {trained}.",
+                f"{args.num_keypoints} keypoints per model, {budget}; trained: {trained}.",
                 *notes,
             ],
         ),
@@ -195,11 +256,17 @@ def _report(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.minutes <= 0:
+    if args.minutes is not None and args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
+    for method in METHODS:
+        if getattr(args, f"{method}_steps") < 1:
+            raise UserError(
+                f"--{method}-steps must be >= 1, got {getattr(args, f'{method}_steps')}"
+            )
     from permakey.data.games import resolve_game
     from permakey.evaluation.evaluate import read_result
     from permakey.experiments.definitions import KEYPOINTS, POLICY
+    from permakey.experiments.runner import benchmark_rates, format_minutes
     from permakey.fileio import write_json_atomic
 
     args.game = resolve_game(args.game)
@@ -207,6 +274,12 @@ def run(args: argparse.Namespace) -> int:
         args.num_keypoints = KEYPOINTS.get(args.game, DEFAULT_KEYPOINTS)
     out = Path(args.out)
     _prepare(out, args.overwrite)
+    rates = benchmark_rates()
+    print(
+        f"demo: about {format_minutes(estimate_minutes(args, rates))} on this machine from "
+        f"scratch (training speeds: {rates.source}); a rerun keeps what is complete",
+        flush=True,
+    )
     write_json_atomic(out / MARKER, {k: v for k, v in vars(args).items() if k != "func"})
     data, timings = out / "data", {}
 
@@ -221,8 +294,7 @@ def run(args: argparse.Namespace) -> int:
         "policy": POLICY,
     }  # fmt: skip
     timed("collect", _permakey, Step("collect", collect))
-    budgets = {"permakey": args.minutes * PERMAKEY_SHARE}
-    budgets["transporter"] = args.minutes - budgets["permakey"]
+    budgets = _budgets(args)
     runs = [out / "runs" / m for m in METHODS]
     for method, run_dir in zip(METHODS, runs, strict=True):
         timed(f"train {method}", _train, method, run_dir, data, budgets[method], args)

@@ -50,6 +50,13 @@ def add_parser(subparsers) -> None:
         metavar="B",
         help="frames per model call (default: 64)",
     )
+    parser.add_argument(
+        "--track",
+        choices=["none", "wandb"],
+        default="none",
+        help="also log the table to the Weights & Biases run of every run that trained with "
+        "--track wandb (its id is in its run.json); default none",
+    )
     parser.set_defaults(func=run)
 
 
@@ -80,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     write_result(out, result)
     print(format_table(result))
     print(f"\nwrote {out}")
+    if args.track != "none":
+        from permakey.training.tracking import log_evaluation
+
+        logged = log_evaluation(result, args.runs, args.track)
+        print(f"logged to {args.track}: {len(logged)} of {len(args.runs)} runs")
     return 0
 
 

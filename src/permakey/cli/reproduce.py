@@ -21,6 +21,9 @@ from permakey.experiments.steps import Step
 from permakey.training.config import PRECISIONS
 
 ALL = "all"
+# `--launcher` values, and the submitit cluster of the job launchers.
+LAUNCHERS = ("local", "slurm", "submitit-local")
+CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
 
 
 def add_parser(subparsers) -> None:
@@ -53,10 +56,54 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
         metavar="N",
-        help="commands at a time, each in its own process with its share of the CPU threads "
-        "(default 1: in this process)",
+        help="steps at a time: with --launcher local, each in its own process with its share "
+        "of the CPU threads (default 1: in this process); with a job launcher, jobs in flight "
+        "(default: every job of a stage at once)",
+    )
+    jobs = parser.add_argument_group(
+        "cluster jobs",
+        "--launcher slurm submits every step as a Slurm job through submitit (the `cluster` "
+        "extra): the same stages, and complete steps kept, as with --launcher local; a training "
+        "job that is preempted or reaches its time limit saves a checkpoint, is requeued and "
+        "resumes from it. --launcher submitit-local runs the same jobs as processes of this "
+        "machine (submitit's local executor).",
+    )
+    jobs.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local: in this process or --workers subprocesses (default); slurm: Slurm jobs; "
+        "submitit-local: the jobs on this machine",
+    )
+    jobs.add_argument(
+        "--cpus",
+        type=int,
+        default=4,
+        metavar="N",
+        help="CPU cores (and torch threads) per job (default 4)",
+    )
+    jobs.add_argument(
+        "--gpus", type=int, default=0, metavar="G", help="GPUs per job, 0 or 1 (default 0)"
+    )
+    jobs.add_argument(
+        "--mem", type=float, default=16.0, metavar="GB", help="memory per job in GB (default 16)"
+    )
+    jobs.add_argument(
+        "--time",
+        type=int,
+        default=240,
+        metavar="MIN",
+        help="time limit per job in minutes; a training job past it is requeued and resumes, "
+        "up to 3 times (default 240)",
+    )
+    jobs.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    jobs.add_argument("--account", help="Slurm account (default: yours)")
+    jobs.add_argument(
+        "--slurm-folder",
+        metavar="DIR",
+        help="submitit's folder: job pickles and logs, named by job id (default: OUT/jobs); "
+        "each step's output also goes to OUT/<experiment>/logs/",
     )
     parser.add_argument(
         "--print-commands",
@@ -225,6 +272,21 @@ def _dry_run(plan) -> None:
         print(f"  run {run.path}: {state}")
 
 
+def _job_launcher(args: argparse.Namespace, out: str):
+    """The `JobLauncher` of --launcher slurm / submitit-local, with the job resources given."""
+    from pathlib import Path
+
+    from permakey.experiments.slurm import JobLauncher, Resources, make_executor
+
+    resources = Resources(
+        cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem, time_min=args.time,
+        partition=args.partition, account=args.account,
+    )  # fmt: skip
+    folder = args.slurm_folder or Path(out) / "jobs"
+    executor = make_executor(CLUSTERS[args.launcher], folder, resources)
+    return JobLauncher(executor, resources.cpus, describe=command)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -236,8 +298,9 @@ def run(args: argparse.Namespace) -> int:
         run_plan,
     )
 
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
+    local = args.launcher == "local"
     scale = args.scale
     out = args.out or f"runs/reproduce-{scale.name}"
     names = list(EXPERIMENTS) if args.name == ALL else [args.name]
@@ -249,24 +312,40 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rates = benchmark_rates()
     for plan in plans:
-        print(_describe(plan, rates, args.workers))
+        at_once = args.workers or (1 if local else len(plan.runs))
+        print(_describe(plan, rates, at_once))
         if args.dry_run:
             _dry_run(plan)
     print(f"(training speeds: {rates.source})")
     if args.dry_run:
         return 0
-    if scale.name == "paper" and not torch.cuda.is_available() and not args.yes:
+    workers = args.workers or 1
+    # Jobs ask for their GPUs (--gpus); only a local launcher runs on this machine's.
+    if local and scale.name == "paper" and not torch.cuda.is_available() and not args.yes:
         work = sum(estimate_minutes(p, rates) for p in plans)
         raise UserError(
             f"--scale paper needs a GPU and this machine has none: about "
-            f"{format_minutes(work / args.workers)} here (up to 100 epochs per run at "
+            f"{format_minutes(work / workers)} here (up to 100 epochs per run at "
             f"{rates.rate('permakey', 'paper'):.1f} PermaKey images/s and "
             f"{rates.rate('transporter', 'paper'):.1f} Transporter pairs/s, from {rates.source}); pass "
-            "--yes to start anyway, or --print-commands for a cluster"
+            "--yes to start anyway, --launcher slurm for a cluster, or --print-commands"
         )
+    if local:
+        return _run_plans(plans, lambda plan: run_plan(plan, workers, describe=command))
+    launcher = _job_launcher(args, out)
+    # Every job of a stage at once unless --workers limits the jobs in flight.
+    jobs = args.workers or max(len(p.runs) + len(p.datasets) + len(p.groups) for p in plans)
+    with launcher.cancelling_on_interrupt():
+        return _run_plans(
+            plans, lambda plan: run_plan(plan, jobs, execute=launcher, describe=command)
+        )
+
+
+def _run_plans(plans, run_one) -> int:
+    """Runs the plans in order; stops after an interrupted one. The worst exit status."""
     worst = 0
     for plan in plans:
-        status = run_plan(plan, args.workers, describe=command)
+        status = run_one(plan)
         if status == 130:
             return status
         worst = max(worst, status)

@@ -22,11 +22,15 @@ from permakey.training.config import (
     NOISE_KINDS,
     PRECISIONS,
     PRESETS,
+    TRACKERS,
     TrainConfig,
     field_docs,
 )
 
-CHOICES = {"noise": NOISE_KINDS, "lr_decay": DECAYS, "precision": PRECISIONS, "device": DEVICES}
+CHOICES = {
+    "noise": NOISE_KINDS, "lr_decay": DECAYS, "precision": PRECISIONS, "device": DEVICES,
+    "track": TRACKERS,
+}  # fmt: skip
 METAVARS = {
     "data": "DIR", "time_budget": "MIN", "checkpoint_minutes": "MIN",
     "noise_colour": ("R", "G", "B"),
@@ -37,10 +41,12 @@ DESCRIPTIONS = {
     "transporter": "Train the Transporter baseline on frame pairs of a dataset's episodes.",
 }
 EPILOG = (
-    "Start a run with --data DIR --out RUN; continue a stopped or interrupted one with --resume "
+    "Start a run with --data DIR --out RUN (or from another run's configuration: --config "
+    "RUN --out NEW, options on top); continue a stopped or interrupted one with --resume "
     "RUN (only --epochs, --time-budget, --max-steps, --device, --workers, --in-memory, "
-    "--progress, --checkpoint-every and --checkpoint-minutes may change). --overwrite replaces "
-    "only a run folder, never other files; one process at a time writes a run folder. Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
+    "--progress, --checkpoint-every, --checkpoint-minutes and --track may change). --overwrite "
+    "replaces only a run folder, never other files; one process at a time writes a run folder. "
+    "Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
     "train ... (the batch size is the total over all processes)."
 )
 
@@ -68,6 +74,15 @@ def add_parser(subparsers) -> None:
             action="store_true",
             help="replace an existing run folder at --out (only a run folder or an empty "
             "folder: never other files, nor the dataset)",
+        )
+        run_group.add_argument(
+            "--config",
+            metavar="FILE|RUN",
+            help="start from a saved configuration instead of a preset: a JSON file with "
+            '"train" and "model" objects, or a run folder (its run.json); every option given '
+            "here goes on top (the dataset too: --data defaults to the configuration's); "
+            "--preset and --model-preset do not go with it. The new run's run.json records "
+            'it as "config_source"',
         )
         model_group = sub.add_argument_group("model")
         model_group.add_argument(
@@ -174,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 ("--model-preset", args.model_preset),
                 ("--num-keypoints", args.num_keypoints),
                 ("--model", args.model),
+                ("--config", args.config),
                 ("--out", args.out),
                 ("--overwrite", args.overwrite or None),
             )
@@ -189,17 +205,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise UserError("--out RUN is required (or --resume RUN to continue a run)")
-        if "data" not in given:
+        if args.config and (args.preset or args.model_preset):
+            raise UserError(
+                "--preset and --model-preset cannot be given with --config: the configuration "
+                "replaces the presets (change single fields with options on top)"
+            )
+        if "data" not in given and not args.config:
             raise UserError("--data DIR is required")
         result = new_run(
             args.kind,
-            given.pop("data"),
+            given.pop("data", None),
             args.out,
             preset=args.preset or "paper",
             model_preset=args.model_preset or None,
             num_keypoints=args.num_keypoints,
             model=_model_overrides(args.model),
             overwrite=args.overwrite,
+            config=args.config,
             **given,
         )
     if int(os.environ.get("RANK", "0")) == 0:

@@ -20,6 +20,7 @@ subprocess worker, so that two runners never train one run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -137,6 +138,28 @@ def train_step(
     return step.with_kwargs(overwrite=True) if run.exists() else step
 
 
+def current_step(step: Step) -> Step | None:
+    """``step`` as it stands now: a training step recomputed from its run folder (`train_step`).
+
+    A cluster job runs this when it starts, so that a job restarted after a preemption or a
+    crash resumes its run from the checkpoint it left instead of starting again, and a job whose
+    run completed meanwhile does nothing. Other steps are returned unchanged.
+
+    Returns:
+        None when the step's run is complete or diverged; else the step to run.
+    """
+    from permakey.training.config import RUNTIME_FIELDS
+
+    if step.kind not in ("train", "resume"):
+        return step
+    kwargs = dict(step.kwargs)
+    kind, run = kwargs.pop("kind"), kwargs.pop("out" if step.kind == "train" else "run")
+    kwargs.pop("overwrite", None)  # `train_step` adds it where a folder without checkpoint is
+    runtime = {k: v for k, v in kwargs.items() if k in RUNTIME_FIELDS}
+    options = {k: v for k, v in kwargs.items() if k not in RUNTIME_FIELDS}
+    return train_step(kind, run, options, runtime)
+
+
 @dataclass(frozen=True)
 class Rates:
     """Training speeds for time estimates.
@@ -157,10 +180,13 @@ class Rates:
 
 
 DEFAULT_RATES = Rates(
-    {"permakey": {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0}, "transporter": {"paper": 25.0}},
+    {
+        "permakey": {"paper": 8.0, "authors-code": 2.0, "cpu": 26.0, "cpu-track": 36.0},
+        "transporter": {"paper": 25.0},
+    },
     "measured on this project's 2-core development CPU in float32: PermaKey paper preset ~8 "
     "images/s (training loop), cpu preset ~26 and Transporter ~25 frame pairs/s "
-    "(benchmarks/bench.py --quick, 1 thread)",
+    "(benchmarks/bench.py --quick, 1 thread); cpu-track ~1.4x cpu (README)",
 )
 
 
@@ -181,6 +207,7 @@ def benchmark_rates(folder: str | Path = "benchmarks") -> Rates:
         for preset, key in (
             ("authors-code", "permakey_authors_train_img_s_fp32"),
             ("cpu", "permakey_cpu_preset_train_img_s_fp32"),
+            ("cpu-track", "permakey_cpu_track_preset_train_img_s_fp32"),
         ):
             permakey[preset] = bench.get(key) or permakey[preset]
         device = bench.get("machine", {}).get("device_name", "unknown device")
@@ -364,9 +391,13 @@ def _training_job(
     """The job that brings one run to completion under its lock: decides (`train_step`) and
     trains; None when there is nothing to do (reported), 2 when another process holds it."""
 
+    # Jobs of a cluster scheduler (`slurm.JobLauncher`) run elsewhere and take the lock
+    # themselves when they train (`permakey.training.loop`); the launcher must not hold it.
+    remote = getattr(execute, "remote", False)
+
     def job() -> int | None:
         try:
-            with hold_folder(run.path, "run folder"):
+            with contextlib.nullcontext() if remote else hold_folder(run.path, "run folder"):
                 step = train_step(
                     run.variant.method, run.path, run.options, {**run.runtime, **quiet}
                 )

@@ -27,9 +27,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNTIME_FIELDS = frozenset(
     {
         "epochs", "time_budget", "max_steps", "device", "workers", "in_memory", "progress",
-        "checkpoint_every", "checkpoint_minutes",
+        "checkpoint_every", "checkpoint_minutes", "track",
     }
 )  # fmt: skip
+# Experiment trackers beside TensorBoard (`training.tracking`; "wandb" needs the `track` extra).
+TRACKERS = ("none", "wandb")
 
 
 @dataclass
@@ -93,6 +95,8 @@ class TrainConfig(JsonConfig):
     """optimiser steps between two checkpoints inside an epoch, counted from the run's start (besides the checkpoint at each epoch's end); unset: by time only"""
     checkpoint_minutes: float | None = 10.0
     """minutes between two checkpoints inside an epoch, whichever of this and --checkpoint-every comes first; unset: by steps only"""
+    track: str = "none"
+    """also log losses, keypoint pictures and the final state to an experiment tracker: none or wandb (Weights & Biases, the `track` extra; WANDB_MODE=offline logs without a network)"""
 
     def __post_init__(self) -> None:
         self.noise_colour = tuple(self.noise_colour)  # JSON gives a list
@@ -101,6 +105,7 @@ class TrainConfig(JsonConfig):
             ("lr_decay", DECAYS),
             ("precision", PRECISIONS),
             ("device", DEVICES),
+            ("track", TRACKERS),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -49,6 +49,7 @@ from permakey.training.distributed import EpochSampler, Processes, average_gradi
 from permakey.training.method import Method
 from permakey.training.optim import build_optimizer, set_learning_rates
 from permakey.training.run import RunFolder, rng_state, set_rng_state
+from permakey.training.tracking import check_tracker, open_tracker
 
 PICTURE_FRAMES = 8
 
@@ -247,16 +248,19 @@ class Stopper:
 
 
 class Logger:
-    """TensorBoard events and metrics.jsonl rows of the main process (silent elsewhere)."""
+    """TensorBoard events and metrics.jsonl rows of the main process (silent elsewhere), and
+    the same to an experiment tracker (`tracking`, ``--track``) when there is one."""
 
-    def __init__(self, run: RunFolder | None, purge_step: int | None) -> None:
+    def __init__(self, run: RunFolder | None, purge_step: int | None, track: str = "none") -> None:
         self.run = run
         self.writer = None
+        self.tracker = None
         if run is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: main process only
 
             with run.writing(run.path / TENSORBOARD):
                 self.writer = SummaryWriter(str(run.path / TENSORBOARD), purge_step=purge_step)
+            self.tracker = open_tracker(track, run.path, lambda ids: run.update_info(wandb=ids))
 
     def scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         """Logs namespaced scalars ("losses/vae", "charts/images_per_s", "val/loss"...)."""
@@ -266,18 +270,29 @@ class Logger:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
         self.run.append_metrics({"step": step, "epoch": epoch, **values})
+        if self.tracker is not None:
+            self.tracker.scalars(values, step)
 
     def image(self, tag: str, picture: np.ndarray, step: int) -> None:
         """Logs an (H, W, 3) uint8 picture."""
         if self.writer is not None:
             with self.run.writing(self.run.path / TENSORBOARD):
                 self.writer.add_image(tag, picture, step, dataformats="HWC")
+        if self.tracker is not None:
+            self.tracker.image(tag, picture, step)
+
+    def final(self, state: dict[str, Any]) -> None:
+        """The run's state at the end of a session (as run.json has it), for the tracker."""
+        if self.tracker is not None:
+            self.tracker.summary(state)
 
     def close(self) -> None:
         if self.writer is not None:
             # Closing flushes: a failure here comes after the run's own files are written.
             with contextlib.suppress(OSError):
                 self.writer.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def seed_everything(seed: int) -> None:
@@ -330,6 +345,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    info: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Trains a method's model and writes (or continues) its run folder.
 
@@ -342,6 +358,8 @@ def train(
             ``model_config`` must be the run's, see `permakey.training.run_configs`).
         overwrite: replace an existing run folder at ``out`` (ignored with ``resume``; never
             a folder that is not a run, nor the dataset).
+        info: entries added to a new run's run.json (e.g. "config_source"; ignored with
+            ``resume``).
 
     Returns:
         `TrainResult`.
@@ -367,7 +385,9 @@ def train(
                         raise  # as it is: `permakey.locks.FolderLocked`
                     message = str(err)
             procs.share_error(message)
-            return _train(_setup(method, cfg, model_config, Path(out), resume, overwrite, procs))
+            return _train(
+                _setup(method, cfg, model_config, Path(out), resume, overwrite, procs, info)
+            )
     finally:
         procs.stop()
 
@@ -434,9 +454,11 @@ def _train(tr: _Training) -> TrainResult:
                 _stop_resumably(tr, stop, status)
             if procs.is_main:
                 tr.run.update_info(status=status, **_summary(tr))
+                tr.logger.final({"status": status, **_summary(tr)})
     except TrainingDiverged as err:
         if procs.is_main:
             tr.run.update_info(status="diverged", error=str(err))
+            tr.logger.final({"status": "diverged", "error": str(err)})
         raise
     except UserError as err:
         # Bad data met mid-run, a failed write: the run resumes from its last checkpoint, and
@@ -458,9 +480,11 @@ def _setup(
     resume: bool,
     overwrite: bool,
     procs: Processes,
+    extra_info: dict[str, Any] | None = None,
 ) -> _Training:
     """Model, optimiser, data and run folder, created or resumed from the run's checkpoint."""
     device = procs.device
+    check_tracker(cfg.track)  # before the run folder is created
     if cfg.batch_size % procs.world_size:
         raise UserError(
             f"batch size {cfg.batch_size} is not divisible by {procs.world_size} processes"
@@ -492,7 +516,7 @@ def _setup(
     start = None
     if not resume:
         start = (
-            _run_info(method, cfg, model_config, data, procs),
+            {**_run_info(method, cfg, model_config, data, procs), **(extra_info or {})},
             _state(position, early, optimizer, 0.0),
         )
     run = _open_run(RunFolder(out), method.kind, start, model, overwrite, procs)
@@ -506,7 +530,9 @@ def _setup(
         )
     # TensorBoard hides the events from the purge step on: those logged after the checkpoint
     # (as truncate_metrics drops them), not the checkpoint's own step's.
-    logger = Logger(run if procs.is_main else None, position.step + 1 if resume else None)
+    logger = Logger(
+        run if procs.is_main else None, position.step + 1 if resume else None, cfg.track
+    )
     now = time.monotonic()
     return _Training(
         method, cfg, procs, model, net, optimizer, data, run, logger, position, early,
