@@ -55,17 +55,24 @@ def _one_thread(one_thread):
 def runs(data84, tmp_path_factory):
     """A PermaKey and a Transporter run at 84 x 84, each trained for 2 steps."""
     root = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    train(
-        PermaKeyMethod(),
-        tiny_cfg(data84, epochs=1),
-        replace(TINY_PERMAKEY, image_size=84),
-        root / "permakey",
-    )
-    cfg = TransporterTrainConfig(
-        data=str(data84), batch_size=8, epochs=1, window=4, workers=0, progress=False, device="cpu"
-    )
-    train(TransporterMethod(), cfg, replace(TINY_TRANSPORTER, image_size=84), root / "transporter")
+    try:
+        train(
+            PermaKeyMethod(),
+            tiny_cfg(data84, epochs=1),
+            replace(TINY_PERMAKEY, image_size=84),
+            root / "permakey",
+        )
+        cfg = TransporterTrainConfig(
+            data=str(data84), batch_size=8, epochs=1, window=4, workers=0, progress=False,
+            device="cpu",
+        )  # fmt: skip
+        train(
+            TransporterMethod(), cfg, replace(TINY_TRANSPORTER, image_size=84), root / "transporter"
+        )
+    finally:
+        torch.set_num_threads(threads)  # later test files keep their threads
     return {"permakey": root / "permakey", "transporter": root / "transporter"}
 
 

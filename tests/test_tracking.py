@@ -47,7 +47,15 @@ def records(folder: Path, run_id: str) -> list[dict]:
     """Every record of the offline W&B runs with id ``run_id`` under ``folder``, in order."""
     cli = shutil.which("wandb", path=str(Path(sys.executable).parent)) or "wandb"
     out = []
-    for path in sorted(folder.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")):
+
+    # A session started within the same second as the last gets a "-1" suffix on its folder:
+    # sessions are in order of (time, suffix).
+    def started(path: Path) -> tuple[str, int]:
+        stamp, _, suffix = path.parent.name.removeprefix("offline-run-").partition(f"-{run_id}")
+        return stamp, int(suffix.lstrip("-") or 0)
+
+    paths = folder.glob(f"wandb/offline-run-*-{run_id}*/run-{run_id}.wandb")
+    for path in sorted(paths, key=started):
         said = subprocess.run(
             [cli, "leet", "inspect", "--json", str(path)],
             capture_output=True,
@@ -97,7 +105,9 @@ def test_training_logs_tensorboards_keys_pictures_and_final_state(
     for tag in ("val/keypoints", "val/reconstruction"):  # the TensorBoard pictures
         assert logged[f"{tag}._type"] == {info["step"]: "image-file"}
         (picture,) = logged[f"{tag}.path"].values()
-        assert next(offline.glob(f"wandb/offline-run-*-{ids['id']}/files/{picture}")).stat().st_size
+        assert (
+            next(offline.glob(f"wandb/offline-run-*-{ids['id']}*/files/{picture}")).stat().st_size
+        )
     final = summary(recs)
     assert final["status"] == info["status"] == "finished"
     assert final["step"] == info["step"] and final["best_val_loss"] == pytest.approx(

@@ -47,8 +47,9 @@ class Scale:
         preset: training preset of `permakey train` (and the model preset that goes with it).
         epochs: maximum epochs (early stopping may end a run sooner).
         max_steps: optimiser steps per run for each method ("permakey", "transporter"), or
-            None for no limit. A step budget, not a time budget: a run trains the same
-            whatever the machine's load, the number of workers or the device.
+            None for no limit. A step budget, not a time budget: a run takes the same steps
+            whatever the machine's load, the number of workers or the device (its numbers
+            are bit-identical on the same device and number of torch threads).
         in_memory: read the splits into memory (small datasets; no DataLoader workers).
         show_frames: frames per figure of `permakey show`.
         episode_frames: frames of the GIF of `permakey show`.
