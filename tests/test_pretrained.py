@@ -4,6 +4,7 @@ land on objects of frames they never saw."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ def test_the_export_keeps_inference_only_in_float16_and_its_record(built):
     assert not any(k.startswith("vae.decoder") for k in tensors)  # no VAE decoder
     assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
     assert (folder / WEIGHTS).stat().st_size < 2_000_000
+    # Ordinary modes (0644 under umask 022), so that the package's files are readable by all.
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (folder / WEIGHTS, folder / RECORD):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 def test_float16_keypoints_stay_within_a_quarter_pixel_of_the_run(built):

@@ -20,11 +20,11 @@ from permakey.cli.reproduce import command, print_commands
 from permakey.experiments.definitions import EXPERIMENTS, KEYPOINTS, SCALES
 from permakey.experiments.plan import plan_experiment
 from permakey.experiments.runner import (
-    _jobs,
-    _stage,
     benchmark_rates,
     in_subprocess,
+    run_jobs,
     run_plan,
+    step_jobs,
     train_step,
 )
 from permakey.experiments.steps import Step
@@ -316,7 +316,7 @@ def test_stage_stops_starting_jobs_after_an_interruption():
         return 130 if step.kwargs["game"] == "b" else 0
 
     jobs = [(name, Step("collect", {"game": name}), Path("log")) for name in "abcde"]
-    assert _stage(_jobs(jobs, execute), 1) == {"a": 0, "b": 130}
+    assert run_jobs(step_jobs(jobs, execute), 1) == {"a": 0, "b": 130}
     assert started == ["a", "b"]
 
 

@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "demo",
     "reproduce",
     "pretrained",
+    "agents",
 ]
 
 

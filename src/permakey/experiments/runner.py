@@ -311,12 +311,12 @@ def in_subprocess(threads: int, describe: Describe = str) -> Execute:
 Job = tuple[str, Callable[[], "int | None"]]
 
 
-def _jobs(steps: list[tuple[str, Step, Path]], execute: Execute) -> list[Job]:
+def step_jobs(steps: list[tuple[str, Step, Path]], execute: Execute) -> list[Job]:
     """(label, step, log) as jobs that execute the step."""
     return [(label, lambda s=step, lg=log: execute(s, lg)) for label, step, log in steps]
 
 
-def _stage(jobs: list[Job], workers: int) -> dict:
+def run_jobs(jobs: list[Job], workers: int) -> dict:
     """Runs jobs, ``workers`` at a time; {label: exit status} of those that ran a step.
 
     After an interrupted job (status 130) no further job starts; the running ones finish.
@@ -445,7 +445,7 @@ def run_plan(
         else:
             label = _label("collect", data.game)
             jobs.append((label, data.collect.with_kwargs(**quiet), logs / f"{label}.log"))
-    results = _stage(_jobs(jobs, execute), workers)
+    results = run_jobs(step_jobs(jobs, execute), workers)
     if INTERRUPTED in results.values():
         return INTERRUPTED
     missing = {d.game for d in plan.datasets if not dataset_complete(d.path)}
@@ -455,7 +455,7 @@ def run_plan(
         (_label("train", run.variant.name), _training_job(run, quiet, execute, logs))
         for run in runs
     ]
-    results.update(_stage(training, workers))
+    results.update(run_jobs(training, workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
 
@@ -477,10 +477,10 @@ def run_plan(
             print(f"figures {group.figures}: up to date, kept")
         else:
             shows.append((label, group.show, logs / f"{label}.log"))
-    results.update(_stage(_jobs(evaluations, execute), workers))
+    results.update(run_jobs(step_jobs(evaluations, execute), workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
-    results.update(_stage(_jobs(shows, execute), workers))
+    results.update(run_jobs(step_jobs(shows, execute), workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
     tabled = [group for group in ready if group.evaluation.is_file()]

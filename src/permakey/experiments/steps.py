@@ -7,6 +7,7 @@ function that does it:
 - "train": `permakey.training.start.new_run`; "resume": `permakey.training.start.resume_run`
 - "evaluate": `evaluate`, here (`evaluation.evaluate.evaluate_runs`, then `write_result`)
 - "show": `permakey.visualisation.show.show_runs`
+- "agent": `permakey.experiments.agents.run_cell` (one cell of the agent benchmark)
 
 `run_step` calls it in this process and turns its outcome into an exit status; the runner's
 subprocess workers run the same `Step`, sent as JSON, through `permakey.experiments.worker`.
@@ -27,7 +28,7 @@ from typing import Any
 from permakey.errors import UserError
 from permakey.evaluation.results import EvaluationResult
 
-STEP_KINDS = ("collect", "train", "resume", "evaluate", "show")
+STEP_KINDS = ("collect", "train", "resume", "evaluate", "show", "agent")
 # Exit statuses, as the command line's: a step that failed with a `UserError` (its message
 # printed), and one interrupted by Ctrl-C / SIGTERM (a training run saved and resumable).
 USER_ERROR = 2
@@ -132,6 +133,10 @@ def call_step(step: Step) -> Any:
         return result
     if step.kind == "evaluate":
         return evaluate(**kwargs)
+    if step.kind == "agent":
+        from permakey.experiments.agents import run_cell
+
+        return run_cell(**kwargs)
     from permakey.visualisation.show import show_runs
 
     written = show_runs(**kwargs)

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from permakey.errors import UserError
-from permakey.fileio import atomic_dir, write_json_atomic
+from permakey.fileio import atomic_dir, write_bytes_atomic, write_json_atomic
 from permakey.models.registry import model_kind
 from permakey.runs.folder import FrameSpec
 
@@ -117,7 +117,8 @@ def export(
     """
     state = inference_state(model)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        save_file(state, tmp / WEIGHTS, metadata={"format": FORMAT})
+        # Written by our atomic writer, not safetensors' own, for an ordinary file mode.
+        write_bytes_atomic(tmp / WEIGHTS, save(state, metadata={"format": FORMAT}))
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
