@@ -23,7 +23,9 @@ from permakey.runs.pretrained import (
     available,
     catalogue,
     inference_state,
+    model_folder,
     read_pretrained,
+    read_record,
 )
 
 pytestmark = pytest.mark.slow
@@ -151,10 +153,13 @@ def test_every_shipped_model_lands_on_objects_above_random_points(game, unseen):
     loaded = inference_state(model.model)
     assert set(shipped) == set(loaded)
     assert all(torch.equal(shipped[k], loaded[k]) for k in shipped)
+    assert np.isfinite(model.keypoints(open_split(unseen[game], "test").frames[:4]).centres).all()
     result = evaluate_runs([f"pretrained:{game}"], unseen[game])
+    if not result.ground_truth:  # OCAtari has no objects of this game (Enduro): nothing to score
+        assert read_record(model_folder(game))["quality"] == {"ground_truth": False}
+        return
     name = result.models[0].name
     mine = result.column(name).metrics
     chance = result.random_for(name).metrics
     assert mine.precision[2] > chance.precision[2] + 0.1
     assert mine.f1[2] > chance.f1[2]
-    assert np.isfinite(model.keypoints(open_split(unseen[game], "test").frames[:4]).centres).all()
