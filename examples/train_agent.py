@@ -11,6 +11,10 @@ After training, the agent (greedy actions) and a uniformly random policy each pl
 ``--eval-episodes`` episodes (the same environment seeds); their mean returns are printed on
 one line and written as JSON. ``--save`` keeps the agent's zip, which
 ``permakey collect GAME --policy sb3:agent.zip --policy-keypoints RUN`` can collect with.
+
+One seed and a few episodes show how the pieces fit, not what keypoints are worth to an
+agent: ``permakey agents`` measures that (seeds, intervals, pixels and random play beside;
+AGENTS.md).
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ def test_the_export_keeps_inference_only_in_float16_and_its_record(built):
     assert record["steps"] == 3 and record["frames_seen"] == 3 * 32
     assert record["dataset"]["seed"] != record["heldout"]["seed"]
     assert record["quality"]["ground_truth"] and record["quality"]["f1@2"] is not None
+    kept = record["quality"]["objects_kept@2"]
+    assert 0 <= kept["kept"] <= kept["tracks"] and kept["tracks"] > 0
+    assert 0.0 <= record["quality"]["mean_purity@2"] <= 1.0
     assert record["commands"]["build"] == "permakey test"
     from safetensors.torch import load_file
 
@@ -99,6 +102,27 @@ def test_the_build_keeps_complete_models_and_the_table_lists_them(built, capsys)
     assert (built / "models" / "Pong" / WEIGHTS).read_bytes() == before
     table = catalogue(records(built / "models"))
     assert "| pretrained:Pong | permakey (cpu-track) | 6 | 3 | 96 |" in table
+
+
+def test_refresh_measures_an_old_record_again_and_keeps_the_weights(built, capsys):
+    folder = built / "models" / "Pong"
+    weights = (folder / WEIGHTS).read_bytes()
+    record = json.loads((folder / RECORD).read_text())
+    measured = record["quality"]
+    old = {k: v for k, v in measured.items() if k not in ("mean_purity@2", "objects_kept@2")}
+    (folder / RECORD).write_text(json.dumps(record | {"quality": old}))  # before identity
+    (built / "work" / "evaluation_Pong.json").unlink()
+    recipe = Recipe(steps=3, train_frames=96, eval_frames=40, device="cpu")
+    assert build(["Pong"], built / "models", built / "work", recipe, refresh=True) == ["Pong"]
+    assert "refreshed" in capsys.readouterr().out
+    again = json.loads((folder / RECORD).read_text())
+    assert again["quality"] == measured  # the same evaluation, in the same process
+    assert {k: v for k, v in again.items() if k != "quality"} == {
+        k: v for k, v in record.items() if k != "quality"
+    }
+    assert (folder / WEIGHTS).read_bytes() == weights
+    with pytest.raises(UserError, match="no run"):
+        build(["Pong"], built / "models", built / "elsewhere", recipe, refresh=True)
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,12 @@ def add_parser(subparsers) -> None:
     build.add_argument(
         "--table", metavar="FILE", help="also write the markdown table of --out's models to FILE"
     )
+    build.add_argument(
+        "--refresh",
+        action="store_true",
+        help="measure complete models' quality again on their held-out episodes and rewrite "
+        "their records (the weights stay); needs their runs in --work",
+    )
     build.set_defaults(func=run_build)
 
 
@@ -76,7 +82,7 @@ def run_build(args: argparse.Namespace) -> int:
                ("--device", args.device)]  # fmt: skip
     given = [str(part) for flag, value in options if value is not None for part in (flag, value)]
     command = shlex.join(["permakey", "pretrained", "build", *args.games, *given])
-    built = build(args.games, out, args.work, recipe, command)
+    built = build(args.games, out, args.work, recipe, command, refresh=args.refresh)
     print(f"models in {out}: {', '.join(built) or 'none'}")
     if args.table:
         write_text_atomic(args.table, catalogue(records(out)) + "\n")

@@ -43,6 +43,18 @@ def mean(scores: np.ndarray) -> float:
     return float(np.mean(np.asarray(scores, dtype=np.float64)))
 
 
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The ends of the central ``confidence`` share of bootstrap ``values``."""
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_interval(
     scores: np.ndarray,
     statistic: Callable[[np.ndarray], float] = iqm,
@@ -72,16 +84,13 @@ def bootstrap_interval(
     table = table[:, None] if table.ndim == 1 else table  # (runs, tasks)
     if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] == 0:
         raise ValueError(f"scores must be (runs, tasks) with runs and tasks, got {table.shape}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_confidence(confidence)
     runs, tasks = table.shape
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, runs, size=(resamples, runs, tasks))  # run index per task
     resampled = np.take_along_axis(table[None], picks, axis=1)  # (resamples, runs, tasks)
     values = np.array([statistic(r) for r in resampled])
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return statistic(table), float(low), float(high)
+    return (statistic(table), *_percentiles(values, confidence))
 
 
 def difference_interval(
@@ -105,12 +114,9 @@ def difference_interval(
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.size == 0 or b.size == 0:
         raise ValueError(f"both samples need runs, got {a.size} and {b.size}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_confidence(confidence)
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, a.size, size=(resamples, a.size))]  # (resamples, runs of a)
     rb = b[rng.integers(0, b.size, size=(resamples, b.size))]
     values = np.array([statistic(x) - statistic(y) for x, y in zip(ra, rb, strict=True)])
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return statistic(a) - statistic(b), float(low), float(high)
+    return (statistic(a) - statistic(b), *_percentiles(values, confidence))

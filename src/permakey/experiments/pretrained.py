@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from permakey.errors import UserError
 from permakey.evaluation.evaluate import evaluate_runs, write_result
 from permakey.evaluation.judgement import judge_tracking
 from permakey.evaluation.results import EvaluationResult
@@ -27,8 +28,16 @@ from permakey.experiments.runner import (
     train_step,
 )
 from permakey.experiments.steps import INTERRUPTED, Step, run_step
+from permakey.fileio import write_json_atomic
 from permakey.runs import load
-from permakey.runs.pretrained import FOLDER, available, export, model_folder, read_record
+from permakey.runs.pretrained import (
+    FOLDER,
+    RECORD,
+    available,
+    export,
+    model_folder,
+    read_record,
+)
 
 # The paper's six games, Montezuma's Revenge, and what RL users start with.
 GAMES = (
@@ -111,6 +120,8 @@ def quality(result: EvaluationResult, model: str) -> dict[str, Any]:
     mine, template = result.column(model), result.template_of(model)
     peaks = result.peaks_of(model)
     verdict = judge_tracking(result, model)
+    identity = mine.metrics.identity
+    kept = None if identity is None else identity.kept
     return {
         "ground_truth": True,
         "frames": result.frames,
@@ -128,6 +139,9 @@ def quality(result: EvaluationResult, model: str) -> dict[str, Any]:
         },  # fmt: skip
         "follows": [f.category for f in verdict.followed],
         "verdict": verdict.sentence(),
+        # Whether each keypoint keeps its object (evaluation.md): None where not measured.
+        "mean_purity@2": None if identity is None else identity.mean_purity,
+        "objects_kept@2": None if kept is None else {"kept": kept.kept, "tracks": kept.tracks},
     }
 
 
@@ -182,14 +196,48 @@ def build_game(game: str, out: Path, work: Path, recipe: Recipe, command: str = 
     return export(trained.model, trained.kind, trained.frames, out / game, record)
 
 
+def refresh_record(game: str, out: Path, work: Path, recipe: Recipe) -> Path:
+    """Re-measures a complete model's quality and rewrites its record; the weights stay.
+
+    For records written before a metric existed (the identity metrics): the game's run in
+    ``work`` is evaluated again on its held-out episodes (unless ``work``'s evaluation already
+    has every metric), and the record's "quality" is replaced, atomically.
+
+    Raises:
+        UserError: ``work`` lacks the game's run or held-out episodes.
+    """
+    from permakey.evaluation.evaluate import read_result
+
+    steps = game_steps(game, work, recipe)
+    run, heldout = steps["train"].kwargs["out"], steps["heldout"].kwargs["out"]
+    for path, what in ((run, "run"), (heldout, "held-out episodes")):
+        if not Path(path).is_dir():
+            raise UserError(f"{game}: no {what} at {path} to refresh its record from (--work)")
+    evaluation = work / f"evaluation_{game}.json"
+    result = read_result(evaluation) if evaluation.is_file() else None
+    if result is None or result.models[0].metrics.identity is None:
+        result = evaluate_runs([run], heldout, weights="last", device=recipe.device)
+        write_result(evaluation, result)
+    folder = model_folder(game, out)
+    record = read_record(folder)
+    file = folder / RECORD
+    record["quality"] = quality(result, result.models[0].name)
+    write_json_atomic(file, record)
+    return file
+
+
 def build(
     games: Sequence[str],
     out: str | os.PathLike = FOLDER,
     work: str | os.PathLike = "runs/pretrained",
     recipe: Recipe = Recipe(),
     command: str = "",
+    refresh: bool = False,
 ) -> list[str]:
     """Builds every game's model that ``out`` lacks (complete ones are kept).
+
+    With ``refresh``, complete models' records get their quality measured again
+    (`refresh_record`).
 
     Returns:
         The games with a model folder in ``out`` afterwards.
@@ -202,7 +250,10 @@ def build(
     out, work = Path(out), Path(work)
     for game in [resolve_game(g) for g in games]:
         if (out / game).is_dir():
-            print(f"{game}: {out / game} is complete, kept", flush=True)
+            if refresh:
+                print(f"{game}: refreshed {refresh_record(game, out, work, recipe)}", flush=True)
+            else:
+                print(f"{game}: {out / game} is complete, kept", flush=True)
             continue
         build_game(game, out, work, recipe, command)
     return available(out)

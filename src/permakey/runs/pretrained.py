@@ -175,14 +175,19 @@ def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _kept(counts: dict[str, int] | None) -> str:
+    return "—" if not counts else f"{counts['kept']} of {counts['tracks']}"
+
+
 def catalogue(records: list[dict[str, Any]]) -> str:
     """The shipped models as a markdown table (what `permakey pretrained` prints and MODELS.md
     holds): what each is, how it was made, and its F1@2 on held-out test episodes next to its
-    static template, its error-map peaks and random points, and the object categories it finds
-    clearly more often than its template (`permakey.evaluation.judgement`)."""
+    static template, its error-map peaks and random points, the object categories it finds
+    clearly more often than its template (`permakey.evaluation.judgement`), and whether its
+    keypoints keep their objects (mean purity, and object tracks kept, at 2 px)."""
     header = [
         "model", "method (preset)", "K", "steps", "frames seen", "dataset", "code",
-        "F1@2", "template", "peaks", "random", "follows",
+        "F1@2", "template", "peaks", "random", "follows", "purity", "objects kept",
     ]  # fmt: skip
     rows = [header, ["---"] * len(header)]
     for r in records:
@@ -197,5 +202,6 @@ def catalogue(records: list[dict[str, Any]]) -> str:
             _number(q.get("f1@2")), _number(q.get("template_f1@2")),
             _number(q.get("peaks_f1@2")), _number(q.get("random_f1@2")),
             ", ".join(q.get("follows", [])) or "none clearly",
+            _number(q.get("mean_purity@2")), _kept(q.get("objects_kept@2")),
         ])  # fmt: skip
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
