@@ -30,12 +30,16 @@ class Keypoints:
             were placed on (PermaKey); None for models without error maps.
         error_maps: per error layer (`KeypointModel.error_layers`), (B, h_l, w_l) float32 >= 0
             on the layer's own grid; None for models without error maps.
+        feature_maps: what ``feature_maps(images)`` gives, where ``detect`` computed it on the
+            way (PermaKey: its LSP networks read them), so that pooling keypoint features
+            needs no second pass; None otherwise.
     """
 
     centres: torch.Tensor
     windows: torch.Tensor
     error_stack: torch.Tensor | None = None
     error_maps: list[torch.Tensor] | None = None
+    feature_maps: list[torch.Tensor] | None = None
 
 
 class KeypointModel(Protocol):

@@ -144,3 +144,117 @@ class ConvDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, out_channels, h * 2^n, w * 2^n) in [0, 1], n = number of stride-2 blocks."""
         return torch.sigmoid(self.net(x))
+
+
+# --- the inference form: eval-mode BatchNorm folded into its conv, channels_last ---------
+
+
+def fold_batchnorm(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conv's (weight, bias) with an eval-mode BatchNorm after it folded in.
+
+    ``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = (b - mean) * s + beta`` per output
+    channel, ``s = gamma / sqrt(var + eps)``. New tensors: the modules are not touched.
+
+    Args:
+        weight: (C_out, ...) float, any layout.
+        bias: (C_out,) or None (zero).
+        bn: the BatchNorm on the conv's output, using its running statistics; None: none.
+
+    Returns:
+        (weight, bias): detached copies, (C_out, ...) and (C_out,).
+    """
+    weight = weight.detach()
+    bias = weight.new_zeros(weight.shape[0]) if bias is None else bias.detach()
+    if bn is None:
+        return weight.clone(), bias.clone()
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    return weight * scale.view(shape), (bias - bn.running_mean) * scale + bn.bias.detach()
+
+
+class FoldedConv:
+    """One Conv("same") -> [BatchNorm] -> [ReLU] block for inference: the BatchNorm folded
+    into the conv, the weight in channels_last, symmetric "same" padding done by the conv.
+
+    Gives the block's eval-mode output up to float rounding, in the channels_last memory
+    format. It holds tensors computed from the block's at construction; later changes to the
+    block's weights do not reach it (`InferenceCache` rebuilds it).
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        stride: int,
+        relu: bool,
+    ) -> None:
+        self.weight = weight.contiguous(memory_format=torch.channels_last)
+        self.bias = bias.contiguous()
+        self.kernel = weight.shape[-1]
+        self.stride = stride
+        self.relu = relu
+
+    @classmethod
+    def of_block(cls, block: nn.Sequential) -> FoldedConv:
+        """From a `conv_bn_relu` block (in eval mode)."""
+        conv, bn = block[0], block[1]
+        return cls(*fold_batchnorm(conv.weight, conv.bias, bn), conv.stride[0], relu=True)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s)), channels_last."""
+        top, bottom = same_padding(x.shape[-2], self.kernel, self.stride)
+        left, right = same_padding(x.shape[-1], self.kernel, self.stride)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if top == bottom and left == right:
+            y = F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        else:
+            y = F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+        return y.relu_() if self.relu else y
+
+
+def fold_encoder(encoder: ConvEncoder, blocks: int | None = None) -> list[FoldedConv]:
+    """The inference form of the first ``blocks`` blocks of an eval-mode `ConvEncoder`."""
+    return [FoldedConv.of_block(block) for block in encoder.blocks[:blocks]]
+
+
+def run_folded(convs: list[FoldedConv], x: torch.Tensor) -> list[torch.Tensor]:
+    """`ConvEncoder.forward` with folded blocks: every block's output, channels_last."""
+    features = []
+    for conv in convs:
+        x = conv(x)
+        features.append(x)
+    return features
+
+
+class InferenceCache:
+    """Holds an inference form built from a module's tensors, rebuilt when they change.
+
+    The form is rebuilt when any parameter or buffer of the module is replaced, moved, cast
+    or modified in place (an optimizer step, ``load_state_dict``, ``.to()``): the key is each
+    tensor's storage address, dtype and version counter. Submodules are looked up once, so
+    the module's structure must stay as it was built. Kept out of the module's state dict
+    and submodules (a plain attribute).
+    """
+
+    def __init__(self) -> None:
+        self._tables: list[dict] | None = None
+        self._key: tuple | None = None
+        self._value: object = None
+
+    def get(self, module: nn.Module, build):
+        """``build()``'s result for the module's current tensors (built once per state)."""
+        if self._tables is None:
+            # The modules' own name -> tensor tables: walking them is ~10x cheaper than
+            # module.parameters(), which matters at batch 1.
+            self._tables = [t for m in module.modules() for t in (m._parameters, m._buffers)]
+        key = tuple(
+            (t.data_ptr(), t.dtype, t._version)
+            for table in self._tables
+            for t in table.values()
+            if t is not None
+        )
+        if key != self._key:
+            self._value, self._key = build(), key
+        return self._value

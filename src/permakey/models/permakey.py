@@ -34,7 +34,16 @@ from torch import nn
 
 from permakey.config import JsonConfig
 from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows, grid
-from permakey.models.blocks import BatchNormConfig, ConvDecoder, ConvEncoder
+from permakey.models.blocks import (
+    BatchNormConfig,
+    ConvDecoder,
+    ConvEncoder,
+    FoldedConv,
+    InferenceCache,
+    fold_batchnorm,
+    fold_encoder,
+    run_folded,
+)
 
 LSP_WIDE = "8ppC"
 """Marker in `PermaKeyConfig.lsp_hidden` for a width of 8 * p * p * C (the authors' first layer)."""
@@ -434,14 +443,23 @@ def to_cells(features: torch.Tensor, patch_size: int) -> torch.Tensor:
     return F.pixel_unshuffle(features, patch_size)
 
 
-def cell_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, D, h, w) prediction and target -> (B, h, w) float32 mean squared error per cell."""
+def cell_squared_error(
+    prediction: torch.Tensor, target: torch.Tensor, dim: int = 1
+) -> torch.Tensor:
+    """(B, D, h, w) prediction and target -> (B, h, w) float32 mean squared error per cell.
+
+    ``dim``: the axis holding a cell's D values (-1 for (B, h, w, D) cell rows).
+    """
     with _float32(prediction.device):
-        return (prediction.float() - target.float()).square().mean(dim=1)
+        return (prediction.float() - target.float()).square().mean(dim=dim)
 
 
 def error_map(
-    cell_error: torch.Tensor, target: torch.Tensor, eps: float = 1e-3, sqrt: bool = False
+    cell_error: torch.Tensor,
+    target: torch.Tensor,
+    eps: float = 1e-3,
+    sqrt: bool = False,
+    dim: int = 1,
 ) -> torch.Tensor:
     """A layer's error map: each cell's error relative to its mean activation.
 
@@ -450,13 +468,14 @@ def error_map(
         target: (B, D, h, w), the cells (non-negative: post-ReLU features).
         eps: added to the denominator.
         sqrt: use the root of the mean squared error.
+        dim: the axis of ``target`` holding a cell's D values (-1 for (B, h, w, D) rows).
 
     Returns:
         (B, h, w) float32 >= 0: error / (mean(target) + eps).
     """
     with _float32(target.device):
         error = cell_error.float().sqrt() if sqrt else cell_error.float()
-        return error / (target.float().mean(dim=1) + eps)
+        return error / (target.float().mean(dim=dim) + eps)
 
 
 def normalised_error_stack(error_maps: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -499,14 +518,22 @@ class PointNet(nn.Module):
         self.encoder = ConvEncoder(inputs, channels, kernels, strides, config.bn)
         self.head = nn.Conv2d(channels[-1], config.num_keypoints, kernel_size=1)
 
-    def forward(self, error_stack: torch.Tensor) -> Keypoints:
-        """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
-        if self.coords is not None:
-            coords = self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1)
-            error_stack = torch.cat([error_stack, coords], dim=1)  # (B, L + 2, H, W)
-        maps = self.head(self.encoder(error_stack)[-1])  # (B, K, h, w)
+    def inputs(self, error_stack: torch.Tensor) -> torch.Tensor:
+        """(B, L, H, W) error stack -> (B, L [+ 2], H, W), the coordinate channels appended
+        with pointnet_coords."""
+        if self.coords is None:
+            return error_stack
+        coords = self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1)
+        return torch.cat([error_stack, coords], dim=1)
+
+    def keypoints(self, maps: torch.Tensor) -> Keypoints:
+        """(B, K, h, w) keypoint maps -> Keypoints: centres and windows, float32."""
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
+
+    def forward(self, error_stack: torch.Tensor) -> Keypoints:
+        """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
+        return self.keypoints(self.head(self.encoder(self.inputs(error_stack))[-1]))
 
     def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
         """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost.
@@ -602,6 +629,7 @@ class PermaKey(nn.Module):
     def __init__(self, config: PermaKeyConfig) -> None:
         super().__init__()
         self.config = config
+        self._inference = InferenceCache()
         self.vae = VAE(config)
         self.lsp = nn.ModuleList(
             LocalSpatialPredictor(
@@ -668,27 +696,48 @@ class PermaKey(nn.Module):
             losses=losses,
         )
 
+    def _inference_form(self) -> PermaKeyInference | None:
+        """The folded inference form where it gives the modules' numbers: in eval mode without
+        gradients; None otherwise (training mode uses batch statistics)."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        return self._inference.get(self, lambda: PermaKeyInference(self))
+
     @torch.no_grad()
     def detect(self, images: torch.Tensor) -> Keypoints:
         """Keypoints only (no decoder, no losses, no gradients); call `eval()` first for inference.
+
+        In eval mode this runs `PermaKeyInference` (BatchNorm folded, channels_last): the
+        modules' eval-mode numbers up to float rounding, faster.
 
         Args:
             images: (B, in_channels, H, W) float in [0, 1].
 
         Returns:
             `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w), the normalised
-            error stack (B, L, H, W) and the per-layer error maps (B, h_l, w_l).
+            error stack (B, L, H, W), the per-layer error maps (B, h_l, w_l) and the feature
+            maps they came from (`feature_maps`).
         """
-        _, error_maps = self._local_prediction(self.feature_maps(images))
+        fast = self._inference_form()
+        if fast is not None:
+            self._check_images(images)
+            return fast.detect(images)
+        features = self.feature_maps(images)
+        _, error_maps = self._local_prediction(features)
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
         keypoints = self.pointnet(stack)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
+        keypoints.feature_maps = features
         return keypoints
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features per layer up to the last LSP layer: list of (B, C_l, H_l, W_l),
-        what the LSP networks and keypoint features read (the later layers feed the VAE only)."""
+        what the LSP networks and keypoint features read (the later layers feed the VAE only).
+        Channels_last from the inference form (eval mode, no gradients)."""
         self._check_images(images)
+        fast = self._inference_form()
+        if fast is not None:
+            return run_folded(fast.encoder, images)
         return self.vae.encoder(images, blocks=max(self.config.lsp_layers) + 1)
 
     @property
@@ -722,3 +771,89 @@ class PermaKey(nn.Module):
             groups[f"lsp/{layer}"] = list(lsp.parameters())
         groups["pointnet"] = list(self.pointnet.parameters())
         return groups
+
+
+class LSPInference:
+    """A `LocalSpatialPredictor` and its layer's error map, in inference form.
+
+    The cells are made in (i, j, c) order instead of `to_cells`' (c, i, j), since channels_last
+    features give that order with one copy; the first layer's input channels and the last
+    layer's outputs are permuted to match, so every prediction is the same number (the error
+    is a mean over a cell's values, which order does not change). BatchNorm is folded, the
+    centre mask applied once, and the 1 x 1 convs run as matrix products on the (B, h, w, D)
+    cell rows.
+
+    Args:
+        lsp: the network, in eval mode.
+        channels: C of its encoder layer.
+        config: the model's config (patch size, error_eps, error_map_sqrt).
+    """
+
+    def __init__(self, lsp: LocalSpatialPredictor, channels: int, config: PermaKeyConfig) -> None:
+        p = self.patch = config.patch_size
+        self.eps, self.sqrt = config.error_eps, config.error_map_sqrt
+        # order[n] = to_cells' index of the n-th value of a cell in (i, j, c) order.
+        order = torch.arange(channels * p * p).view(channels, p, p).permute(1, 2, 0).flatten()
+        layers = list(lsp.net)
+        folded = []
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.Conv2d):
+                after = layers[i + 1] if i + 1 < len(layers) else None
+                bn = after if isinstance(after, nn.BatchNorm2d) else None
+                weight = layer.weight
+                if isinstance(layer, CentreMaskedConv2d):
+                    weight = weight * layer.centre_mask
+                folded.append(list(fold_batchnorm(weight, layer.bias, bn)))
+        folded[0][0] = folded[0][0][:, order]
+        folded[-1] = [folded[-1][0][order], folded[-1][1][order]]
+        self.first = FoldedConv(*folded[0], 1, relu=len(folded) > 1)
+        self.rest = [(weight.flatten(1), bias) for weight, bias in folded[1:]]  # 1 x 1 convs
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) features -> (B, H / p, W / p) float32 error map (`error_map`)."""
+        b, c, h, w = features.shape
+        p = self.patch
+        rows = features.permute(0, 2, 3, 1).reshape(b, h // p, p, w // p, p, c)
+        cells = rows.transpose(2, 3).reshape(b, h // p, w // p, p * p * c)  # (B, h, w, D)
+        x = self.first(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, h, w, width)
+        for n, (weight, bias) in enumerate(self.rest):
+            x = F.linear(x, weight, bias)
+            if n < len(self.rest) - 1:
+                x = x.relu_()
+        cell_error = cell_squared_error(x, cells, dim=-1)  # (B, h, w)
+        return error_map(cell_error, cells, self.eps, self.sqrt, dim=-1)
+
+
+class PermaKeyInference:
+    """What `PermaKey.detect` runs in eval mode: its encoder blocks up to the last LSP layer,
+    the LSP networks (`LSPInference`) and the PointNet, with every BatchNorm folded into its
+    conv and channels_last activations (`permakey.models.blocks.FoldedConv`).
+
+    Built from the model's tensors (new tensors; the modules and their state dict are not
+    touched); gives the modules' eval-mode keypoints up to float rounding.
+    """
+
+    def __init__(self, model: PermaKey) -> None:
+        config = model.config
+        self.config = config
+        self.pointnet = model.pointnet
+        self.encoder = fold_encoder(model.vae.encoder, max(config.lsp_layers) + 1)
+        self.lsp = [
+            LSPInference(lsp, config.feature_shapes[layer][0], config)
+            for layer, lsp in zip(config.lsp_layers, model.lsp, strict=True)
+        ]
+        self.points = fold_encoder(model.pointnet.encoder)
+        head = model.pointnet.head
+        self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
+
+    def detect(self, images: torch.Tensor) -> Keypoints:
+        """`PermaKey.detect` of (B, in_channels, H, W) float images in [0, 1]."""
+        features = run_folded(self.encoder, images)
+        layers = zip(self.config.lsp_layers, self.lsp, strict=True)
+        error_maps = [lsp(features[layer]) for layer, lsp in layers]
+        stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
+        maps = self.head(run_folded(self.points, self.pointnet.inputs(stack))[-1])
+        keypoints = self.pointnet.keypoints(maps)
+        keypoints.error_stack, keypoints.error_maps = stack, error_maps
+        keypoints.feature_maps = features
+        return keypoints

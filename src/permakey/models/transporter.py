@@ -25,7 +25,16 @@ from torch import Tensor, nn
 
 from permakey.config import JsonConfig
 from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows
-from permakey.models.blocks import BatchNormConfig, ConvDecoder, ConvEncoder
+from permakey.models.blocks import (
+    BatchNormConfig,
+    ConvDecoder,
+    ConvEncoder,
+    FoldedConv,
+    InferenceCache,
+    fold_batchnorm,
+    fold_encoder,
+    run_folded,
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,7 @@ class Transporter(nn.Module):
     def __init__(self, config: TransporterConfig) -> None:
         super().__init__()
         self.config = config
+        self._inference = InferenceCache()
         arch = (config.channels, config.kernels, config.strides)
         self.features = ConvEncoder(config.in_channels, *arch, bn=config.bn)
         self.keypointer = Keypointer(config)
@@ -211,8 +221,16 @@ class Transporter(nn.Module):
             config.channels[-1], *arch, out_channels=config.in_channels, bn=config.bn
         )
 
+    def _inference_form(self) -> TransporterInference | None:
+        """The folded inference form where it gives the modules' numbers: in eval mode without
+        gradients; None otherwise (training mode uses batch statistics)."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        return self._inference.get(self, lambda: TransporterInference(self))
+
     def feature_maps(self, images: Tensor) -> list[Tensor]:
-        """Phi's per-block feature maps.
+        """Phi's per-block feature maps (channels_last from the inference form: eval mode, no
+        gradients).
 
         Args:
             images: (B, C, H, W) float in [0, 1].
@@ -220,7 +238,8 @@ class Transporter(nn.Module):
         Returns:
             One (B, C_i, H_i, W_i) map per conv block; the last is the transported one.
         """
-        return self.features(images)
+        fast = self._inference_form()
+        return self.features(images) if fast is None else run_folded(fast.features, images)
 
     @property
     def feature_layers(self) -> tuple[int, ...]:
@@ -246,7 +265,8 @@ class Transporter(nn.Module):
         """Keypoints of a batch of frames (the interface shared with PermaKey).
 
         Runs with whatever grad mode and train/eval mode the caller set; evaluation should
-        call it under ``torch.no_grad()`` after ``model.eval()``.
+        call it under ``torch.no_grad()`` after ``model.eval()``, which runs the inference
+        form (`TransporterInference`: the same numbers up to float rounding, faster).
 
         Args:
             images: (B, C, H, W) float in [0, 1], H = W = config.image_size.
@@ -254,7 +274,8 @@ class Transporter(nn.Module):
         Returns:
             `Keypoints` with centres (B, K, 2) and windows (B, K, h, w), float32.
         """
-        maps = self.keypointer(images)  # (B, K, h, w)
+        fast = self._inference_form()
+        maps = self.keypointer(images) if fast is None else fast.keypoint_maps(images)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         _, _, h, w = maps.shape
         windows = gaussian_windows(centres, h, w, self.config.gaussian_sigma)
@@ -290,3 +311,21 @@ class Transporter(nn.Module):
             target_windows=target_keypoints.windows,
             losses={"reconstruction": loss},
         )
+
+
+class TransporterInference:
+    """What `Transporter.detect` and `feature_maps` run in eval mode without gradients: Phi
+    and Psi with every BatchNorm folded into its conv, channels_last activations
+    (`permakey.models.blocks.FoldedConv`). New tensors, built from the model's; the modules
+    and their state dict are not touched.
+    """
+
+    def __init__(self, model: Transporter) -> None:
+        self.features = fold_encoder(model.features)
+        self.keypointer = fold_encoder(model.keypointer.encoder)
+        head = model.keypointer.head
+        self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
+
+    def keypoint_maps(self, images: Tensor) -> Tensor:
+        """`Keypointer.forward`: (B, C, H, W) images -> (B, K, h, w) maps."""
+        return self.head(run_folded(self.keypointer, images)[-1])

@@ -260,8 +260,8 @@ class TrainedModel:
             batch_size: frames per forward pass, >= 1.
             windows: also return the Gaussian windows (N * K * h * w floats: large for big N).
             features: also return per-keypoint features (`pool_features` of the model's
-                ``feature_layers``, concatenated: (N, K, `feature_dim`)). For PermaKey this
-                runs the encoder a second time.
+                ``feature_layers``, concatenated: (N, K, `feature_dim`)); from the maps
+                ``detect`` returns where it computed them (PermaKey), else one more pass.
             error_maps: also return the error stack and the per-layer error maps, for models
                 that have them (N * L * S * S floats: large for big N).
 
@@ -284,7 +284,9 @@ class TrainedModel:
             images = to_float(batch[start : start + batch_size], self.device)
             with autocast(self.device, self.precision):
                 found = self.model.detect(images)
-                maps = self.model.feature_maps(images) if features else []
+                maps = []
+                if features:
+                    maps = found.feature_maps or self.model.feature_maps(images)
             parts["centres"].append(found.centres.float().cpu())
             if windows:
                 parts["windows"].append(found.windows.float().cpu())
