@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from permakey.experiments.steps import Step
 
     out = Path(args.out)
+    failed: list[str] = []
     if not args.table_only:
         try:
             import stable_baselines3  # noqa: F401
@@ -101,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {', '.join(failed)} (logs in {out / 'logs'})")
     cells = read_cells(out)
     print(agent_table(cells))
-    return 1 if not args.table_only and failed else 0
+    return 1 if failed else 0

@@ -168,8 +168,8 @@ def run_cell(
             keypoints = load(spec, device=device)
         eval_seed = EVAL_SEED + 1_000 * seed
 
-        def env(training: bool, setting: str = observation) -> Any:
-            kind = "pixels" if setting == RANDOM else setting
+        def env(training: bool) -> Any:
+            kind = "pixels" if observation == RANDOM else observation  # random play: any frames
             return make_vec_env(
                 game, kind, keypoints, plan.n_envs, seed if training else eval_seed,
                 plan.max_episode_steps, clip_rewards=training, frame_stack=plan.frame_stack,
@@ -187,6 +187,7 @@ def run_cell(
             n_actions = int(episodes.action_space.n)
             returns, lengths = _returns(UniformPolicy(n_actions, seed), episodes,
                                         plan.eval_episodes, False)  # fmt: skip
+            episodes.close()
             record["random"] = {"returns": returns, "lengths": lengths}
         else:
             from stable_baselines3 import PPO
@@ -201,9 +202,12 @@ def run_cell(
             record["timesteps"] = int(agent.num_timesteps)
             record["train_seconds"] = round(seconds, 1)
             record["train_steps_per_s"] = round(agent.num_timesteps / seconds, 1)
+            training.close()
             for mode, deterministic in (("greedy", True), ("stochastic", False)):
                 torch.manual_seed(eval_seed)  # the stochastic policy's samples
-                returns, lengths = _returns(agent, env(False), plan.eval_episodes, deterministic)
+                episodes = env(False)
+                returns, lengths = _returns(agent, episodes, plan.eval_episodes, deterministic)
+                episodes.close()
                 record[mode] = {"returns": returns, "lengths": lengths}
         write_json_atomic(path, record)
     print(f"{game} {observation} seed {seed}: {summary_line(record)}", flush=True)
