@@ -309,3 +309,48 @@ def test_no_noise_is_one_setting_however_it_is_asked_for(noise):
     assert out.noise == Noise() and not out.noise.noisy
     assert out.columns[0].metrics.distractor_share is None
     assert evaluate.format_table(out).endswith("6 frames, noise none")
+
+
+def bar_lit(images):
+    """Corner keypoints; error layer 0 uniform, layer 1 lit exactly on the painted bars."""
+    found = corners(images)
+    on_bars = (images[:, 2] == 1.0).float()  # (B, H, W): only the bars' colour has full blue
+    stack = torch.stack([torch.ones_like(on_bars), on_bars], dim=1)  # (B, 2, H, W)
+    found.error_stack, found.error_maps = stack, list(stack.unbind(1))
+    return found
+
+
+@pytest.mark.parametrize("has_objects", [True, False])
+def test_bar_error_mass_of_models_with_error_maps_on_noisy_frames(has_objects, tmp_path):
+    from permakey.data.noise import NoiseConfig, bar_mask, draw_bars
+
+    noise = NoiseConfig("both", width=5)
+    models = [fake_model("lit", bar_lit, error_layers=(0, 3)), fake_model("corners", corners)]
+    selection = default_categories("SpaceInvaders", CATEGORIES) if has_objects else None
+    out = evaluate_models(models, FakeSplit(has_objects), selection, noise=noise, noise_seed=5)
+    bars = draw_bars(np.random.default_rng(5), N, 84, 84, noise)
+    grown = bar_mask(bars, 84, 84, noise, margin=2).sum(axis=(1, 2))  # (N,)
+    painted = bar_mask(bars, 84, 84, noise).sum(axis=(1, 2))  # (N,)
+    mass = column(out, "lit").bar_error_mass
+    chance = column(out, "lit").distractor_chance[2]
+    assert mass.layers == (0, 3) and mass.chance == pytest.approx(chance)
+    assert mass.per_layer == pytest.approx((chance, 1.0))  # uniform; all on the bars
+    assert mass.summed == pytest.approx(np.mean((grown + painted) / (84 * 84 + painted)))
+    assert sum(p.summed for p in mass.parts.values()) == pytest.approx(mass.summed)
+    assert mass.sprites == ("object boxes" if has_objects else "differs from the background mode")
+    # Without objects, frames 1-5 differ everywhere from the background (frame 0's colour).
+    sprites = mass.parts["sprites"].area
+    assert sprites < 0.02 if has_objects else sprites > 0.5 * chance
+    for name in ("corners", "template: lit", "peaks: lit", "template: corners", "random K=2"):
+        assert column(out, name).bar_error_mass is None  # no error maps, or a control
+    table = evaluate.format_table(out)
+    assert f"bar error mass@2 (chance {chance:.3f})" in table
+    assert "bar error mass@2 layer 3" in table and "bar error mass@2 edges (area" in table
+    path = tmp_path / "eval.json"
+    evaluate.write_result(path, out)
+    assert evaluate.read_result(path) == out
+
+
+def test_no_bar_error_mass_on_clean_frames(result):
+    assert column(result, "tracker").bar_error_mass is None
+    assert "bar error mass" not in evaluate.format_table(result)
