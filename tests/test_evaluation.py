@@ -255,29 +255,11 @@ def test_cli_parser_accepts_documented_flags():
     assert args.split == "test" and args.func is cli.run
 
 
-def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
-    """With a stand-in noise module: every model sees the same painted bars."""
-    import dataclasses
-    import types
+def test_noise_same_bars_for_every_model_and_chance():
+    """Every model sees the same painted bars (the real noise module, a green bar)."""
+    from permakey.data.noise import NoiseConfig, draw_bars
 
-    @dataclasses.dataclass
-    class NoiseConfig:
-        kind: str = "horizontal"
-        width: int = 5
-        colour: tuple = (128, 0, 255)
-
-    def draw_bars(rng, n, h, w, cfg):
-        return np.stack([rng.integers(0, h - cfg.width, n), np.full(n, -1)], axis=1)
-
-    def paint_bars(frames, bars, cfg):
-        frames = frames.copy()
-        for frame, (top, _) in zip(frames, bars, strict=True):
-            frame[top : top + cfg.width, :, 1] = 255
-        return frames
-
-    fake = types.ModuleType("permakey.data.noise")
-    fake.draw_bars, fake.paint_bars = draw_bars, paint_bars
-    monkeypatch.setitem(__import__("sys").modules, "permakey.data.noise", fake)
+    noise = NoiseConfig(kind="horizontal", width=5, colour=(0, 255, 0))  # frames hold 0..5
 
     def chaser(images):
         """One keypoint on the painted bar's first row, one far from any bar column."""
@@ -287,8 +269,8 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
         return detection(pixels)
 
     models = [fake_model("a", chaser), fake_model("b", chaser)]
-    out = evaluate_models(models, FakeSplit(False), None, noise=NoiseConfig(), noise_seed=7)
-    bars = draw_bars(np.random.default_rng(7), N, 84, 84, NoiseConfig())
+    out = evaluate_models(models, FakeSplit(False), None, noise=noise, noise_seed=7)
+    bars = draw_bars(np.random.default_rng(7), N, 84, 84, noise)
     for name in ("a", "b"):
         share = column(out, name).distractor_share[0]
         assert share == pytest.approx(0.5)  # exactly the keypoint on the bar, in every frame
@@ -296,7 +278,7 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
     assert column(out, "a").distractor_chance[2] == pytest.approx(
         evaluate.metrics.bar_area_fraction(bars, 5, 2, 84, 84).mean()
     )
-    assert out.noise == Noise("horizontal", 5, (128, 0, 255), 7)
+    assert out.noise == Noise("horizontal", 5, (0, 255, 0), 7)
     assert "distractor share@2 (chance" in evaluate.format_table(out)
 
 
