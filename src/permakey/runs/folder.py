@@ -123,7 +123,7 @@ def check_weights(which: str) -> str:
     """
     if which not in WEIGHTS and snapshot_step(which) is None:
         raise ValueError(
-            f"weights must be one of {list(WEIGHTS)} or step-N (N >= 1), got {which!r}"
+            f"which must be one of {list(WEIGHTS)} or step-N (N >= 1), got {which!r}"
         )
     return which
 
