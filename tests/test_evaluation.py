@@ -255,29 +255,11 @@ def test_cli_parser_accepts_documented_flags():
     assert args.split == "test" and args.func is cli.run
 
 
-def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
-    """With a stand-in noise module: every model sees the same painted bars."""
-    import dataclasses
-    import types
+def test_noise_same_bars_for_every_model_and_chance():
+    """Every model sees the same painted bars (the real noise module, a green bar)."""
+    from permakey.data.noise import NoiseConfig, draw_bars
 
-    @dataclasses.dataclass
-    class NoiseConfig:
-        kind: str = "horizontal"
-        width: int = 5
-        colour: tuple = (128, 0, 255)
-
-    def draw_bars(rng, n, h, w, cfg):
-        return np.stack([rng.integers(0, h - cfg.width, n), np.full(n, -1)], axis=1)
-
-    def paint_bars(frames, bars, cfg):
-        frames = frames.copy()
-        for frame, (top, _) in zip(frames, bars, strict=True):
-            frame[top : top + cfg.width, :, 1] = 255
-        return frames
-
-    fake = types.ModuleType("permakey.data.noise")
-    fake.draw_bars, fake.paint_bars = draw_bars, paint_bars
-    monkeypatch.setitem(__import__("sys").modules, "permakey.data.noise", fake)
+    noise = NoiseConfig(kind="horizontal", width=5, colour=(0, 255, 0))  # frames hold 0..5
 
     def chaser(images):
         """One keypoint on the painted bar's first row, one far from any bar column."""
@@ -287,8 +269,8 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
         return detection(pixels)
 
     models = [fake_model("a", chaser), fake_model("b", chaser)]
-    out = evaluate_models(models, FakeSplit(False), None, noise=NoiseConfig(), noise_seed=7)
-    bars = draw_bars(np.random.default_rng(7), N, 84, 84, NoiseConfig())
+    out = evaluate_models(models, FakeSplit(False), None, noise=noise, noise_seed=7)
+    bars = draw_bars(np.random.default_rng(7), N, 84, 84, noise)
     for name in ("a", "b"):
         share = column(out, name).distractor_share[0]
         assert share == pytest.approx(0.5)  # exactly the keypoint on the bar, in every frame
@@ -296,7 +278,7 @@ def test_noise_same_bars_for_every_model_and_chance(monkeypatch):
     assert column(out, "a").distractor_chance[2] == pytest.approx(
         evaluate.metrics.bar_area_fraction(bars, 5, 2, 84, 84).mean()
     )
-    assert out.noise == Noise("horizontal", 5, (128, 0, 255), 7)
+    assert out.noise == Noise("horizontal", 5, (0, 255, 0), 7)
     assert "distractor share@2 (chance" in evaluate.format_table(out)
 
 
@@ -309,3 +291,48 @@ def test_no_noise_is_one_setting_however_it_is_asked_for(noise):
     assert out.noise == Noise() and not out.noise.noisy
     assert out.columns[0].metrics.distractor_share is None
     assert evaluate.format_table(out).endswith("6 frames, noise none")
+
+
+def bar_lit(images):
+    """Corner keypoints; error layer 0 uniform, layer 1 lit exactly on the painted bars."""
+    found = corners(images)
+    on_bars = (images[:, 2] == 1.0).float()  # (B, H, W): only the bars' colour has full blue
+    stack = torch.stack([torch.ones_like(on_bars), on_bars], dim=1)  # (B, 2, H, W)
+    found.error_stack, found.error_maps = stack, list(stack.unbind(1))
+    return found
+
+
+@pytest.mark.parametrize("has_objects", [True, False])
+def test_bar_error_mass_of_models_with_error_maps_on_noisy_frames(has_objects, tmp_path):
+    from permakey.data.noise import NoiseConfig, bar_mask, draw_bars
+
+    noise = NoiseConfig("both", width=5)
+    models = [fake_model("lit", bar_lit, error_layers=(0, 3)), fake_model("corners", corners)]
+    selection = default_categories("SpaceInvaders", CATEGORIES) if has_objects else None
+    out = evaluate_models(models, FakeSplit(has_objects), selection, noise=noise, noise_seed=5)
+    bars = draw_bars(np.random.default_rng(5), N, 84, 84, noise)
+    grown = bar_mask(bars, 84, 84, noise, margin=2).sum(axis=(1, 2))  # (N,)
+    painted = bar_mask(bars, 84, 84, noise).sum(axis=(1, 2))  # (N,)
+    mass = column(out, "lit").bar_error_mass
+    chance = column(out, "lit").distractor_chance[2]
+    assert mass.layers == (0, 3) and mass.chance == pytest.approx(chance)
+    assert mass.per_layer == pytest.approx((chance, 1.0))  # uniform; all on the bars
+    assert mass.summed == pytest.approx(np.mean((grown + painted) / (84 * 84 + painted)))
+    assert sum(p.summed for p in mass.parts.values()) == pytest.approx(mass.summed)
+    assert mass.sprites == ("object boxes" if has_objects else "differs from the background mode")
+    # Without objects, frames 1-5 differ everywhere from the background (frame 0's colour).
+    sprites = mass.parts["sprites"].area
+    assert sprites < 0.02 if has_objects else sprites > 0.5 * chance
+    for name in ("corners", "template: lit", "peaks: lit", "template: corners", "random K=2"):
+        assert column(out, name).bar_error_mass is None  # no error maps, or a control
+    table = evaluate.format_table(out)
+    assert f"bar error mass@2 (chance {chance:.3f})" in table
+    assert "bar error mass@2 layer 3" in table and "bar error mass@2 edges (area" in table
+    path = tmp_path / "eval.json"
+    evaluate.write_result(path, out)
+    assert evaluate.read_result(path) == out
+
+
+def test_no_bar_error_mass_on_clean_frames(result):
+    assert column(result, "tracker").bar_error_mass is None
+    assert "bar error mass" not in evaluate.format_table(result)

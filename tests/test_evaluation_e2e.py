@@ -64,8 +64,16 @@ def test_evaluate_command_writes_json_and_prints_table(dataset, runs, tmp_path, 
         assert 0.0 <= m.distractor_share[2] <= 1.0
     chance = result.columns[0].metrics.distractor_chance[0]
     assert chance == pytest.approx(1 - (79 / 84) ** 2)  # two 5-pixel bars
+    # The error maps of the real PermaKey models on the bars; none for Transporter, controls.
+    mass = result.column("pk0").metrics.bar_error_mass
+    assert mass.layers == (0, 1) and mass.sprites == "object boxes"
+    assert mass.chance == pytest.approx(result.column("pk0").metrics.distractor_chance[2])
+    assert all(0.0 <= share <= 1.0 for share in (mass.summed, *mass.per_layer))
+    with_mass = {c.name for c in result.columns if c.metrics.bar_error_mass is not None}
+    assert with_mass == {"pk0", "pk1"}
     printed = capsys.readouterr().out
     assert "| F1@2" in printed and f"wrote {out}" in printed
+    assert "| bar error mass@2 (chance" in printed
 
 
 def test_weights_choose_the_checkpoint_evaluated(dataset, runs):

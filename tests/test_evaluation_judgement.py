@@ -118,3 +118,38 @@ def test_an_evaluation_from_before_identities_says_so():
     from permakey.evaluation.judgement import identity_note
 
     assert "predates the identity metrics" in identity_note(result(0.6, 0.4), "pk")
+
+
+def test_the_distractor_note_gives_both_shares_next_to_chance():
+    from permakey.evaluation.judgement import distractor_note
+    from permakey.evaluation.results import BarErrorMass
+
+    evaluated = result(0.6, 0.4)
+    model = dataclasses.replace(
+        evaluated.columns[0].metrics, distractor_share={2: 0.31}, distractor_chance={2: 0.2}
+    )
+    evaluated = dataclasses.replace(
+        evaluated,
+        noise=Noise("both", 5, (128, 0, 255), 0),
+        columns=(dataclasses.replace(evaluated.columns[0], metrics=model),),
+    )
+    keypoints_only = distractor_note(evaluated, "pk")
+    assert keypoints_only == (
+        "pk on Noisy Atari (both bars): 0.31 of its keypoints lie on a bar (within 2 px), "
+        "where random points would give 0.20."
+    )
+    mass = BarErrorMass(2, (0, 1), 0.45, (0.5, 0.4), 0.21, "object boxes", {})
+    evaluated = dataclasses.replace(
+        evaluated,
+        columns=(
+            dataclasses.replace(
+                evaluated.columns[0], metrics=dataclasses.replace(model, bar_error_mass=mass)
+            ),
+        ),
+    )
+    assert distractor_note(evaluated, "pk") == keypoints_only + (
+        " Its error maps put 0.45 of their mass on the bars (grown by 2 px), where maps blind "
+        "to the bars would put 0.21."
+    )
+    with pytest.raises(ValueError, match="Noisy Atari"):
+        distractor_note(result(0.6, 0.4), "pk")

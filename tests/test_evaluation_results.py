@@ -1,6 +1,7 @@
 """Typed evaluation results: the JSON round trip, files of earlier versions, unreadable files."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,14 @@ from permakey.evaluation.evaluate import format_table, read_result, write_result
 from permakey.evaluation.results import (
     FORMAT_VERSION,
     NO_GROUND_TRUTH,
+    BarErrorMass,
     CategoryScores,
     Column,
     ColumnMetrics,
     EvaluationResult,
     Motion,
     Noise,
+    PartShare,
 )
 
 # Written by `permakey evaluate` before the results were typed (format version 1): with object
@@ -51,6 +54,21 @@ def metrics(f1: float | None, ground_truth: bool = True) -> ColumnMetrics:
     )
 
 
+# A model's bar error mass, with a layer whose maps never had mass.
+BAR_MASS = BarErrorMass(
+    margin=2,
+    layers=(0, 1),
+    summed=0.3,
+    per_layer=(0.4, None),
+    chance=0.2,
+    sprites="object boxes",
+    parts={
+        "edges": PartShare(0.15, 0.25, (0.3, None)),
+        "interior": PartShare(0.05, 0.05, (0.1, None)),
+    },
+)
+
+
 def result(ground_truth: bool = True) -> EvaluationResult:
     selection = CategorySelection(("Player",), (), ("Score",), "default for Pong")
     return EvaluationResult(
@@ -63,7 +81,12 @@ def result(ground_truth: bool = True) -> EvaluationResult:
         noise=Noise("both", 5, (128, 0, 255), 4),
         control_seed=1,
         columns=(
-            Column("m", "model", metrics(0.5, ground_truth), identity={"run": "r"}),
+            Column(
+                "m",
+                "model",
+                replace(metrics(0.5, ground_truth), bar_error_mass=BAR_MASS),
+                identity={"run": "r"},
+            ),
             Column("template: m", "control", metrics(None, ground_truth), of="m"),
         ),
     )
@@ -76,6 +99,8 @@ def test_round_trip_through_json_text(ground_truth):
     assert data["format_version"] == FORMAT_VERSION
     assert data["columns"][0]["metrics"]["distractor_share"] == {"0": 0.25, "2": None}
     assert "identity" not in data["columns"][1]  # controls have none in the file
+    assert data["columns"][0]["metrics"]["bar_error_mass"]["per_layer"] == [0.4, None]
+    assert "bar_error_mass" not in data["columns"][1]["metrics"]  # absent where None
     assert EvaluationResult.from_json(data) == original
 
 
@@ -98,6 +123,8 @@ def test_a_file_without_objects_has_no_object_metrics():
     assert not loaded.ground_truth and not m.ground_truth
     assert m.f1 is None and m.per_category is None and m.recall_bound is None
     assert m.distractor_share[4] == pytest.approx(1 / 12)
+    assert m.bar_error_mass is None  # written before the bar error mass was measured
+    assert "bar error mass" not in format_table(loaded)
     assert loaded.noise == Noise("both", 5, (128, 0, 255), 3)
     assert loaded.dataset is None and loaded.code is None
     table = format_table(loaded)

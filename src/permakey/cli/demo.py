@@ -206,7 +206,7 @@ def _metric_table(result: EvaluationResult, heading: str):
 def _report(
     out: Path, args, evaluations: dict[str, EvaluationResult], timings: dict[str, float]
 ) -> Path:
-    from permakey.evaluation.judgement import identity_note, tracking_note
+    from permakey.evaluation.judgement import distractor_note, identity_note, tracking_note
     from permakey.runs.folder import read_run_json
     from permakey.visualisation.report import Config, Figure, Text, Timings, write_report
 
@@ -214,15 +214,7 @@ def _report(
     notes = [tracking_note(evaluations["clean"], m) for m in METHODS]
     notes += [identity_note(evaluations["clean"], m) for m in METHODS]
     if "noisy" in evaluations:
-        noisy = evaluations["noisy"]
-        r = noisy.headline_radius
-        for m in METHODS:
-            metrics = noisy.column(m).metrics
-            share, chance = metrics.distractor_share[r], metrics.distractor_chance[r]
-            notes.append(
-                f"{m} on Noisy Atari ({args.noise} bars): {share:.2f} of its keypoints lie on a "
-                f"bar (within {r} px), where random points would give {chance:.2f}."
-            )
+        notes += [distractor_note(evaluations["noisy"], m) for m in METHODS]
     trained = ", ".join(f"{m} {runs[m]['step']} steps ({runs[m]['status']})" for m in METHODS)
     budget = (
         f"{args.minutes:g} training minutes in all"

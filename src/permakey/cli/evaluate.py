@@ -17,8 +17,10 @@ def add_parser(subparsers) -> None:
         description=(
             "Runs every model on the same frames of a dataset split (with the same Noisy Atari "
             "bars for every model), scores object recall, keypoint precision and F1 at "
-            "r = 0, 2, 4 pixels, per-category recall, distractor share, border share, motion, "
-            "seed stability and identity (mean purity: how much of its time on objects a "
+            "r = 0, 2, 4 pixels, per-category recall, distractor share, the share of the error "
+            "maps' mass on the bars grown by 2 pixels (models with error maps, noisy frames: "
+            "summed, per layer, and on the bars' interior, edges, ends, crossing and sprites), "
+            "border share, motion, seed stability and identity (mean purity: how much of its time on objects a "
             "keypoint spends on one; objects kept: tracks that one keypoint holds in 80 percent of "
             "their frames), next to the controls (random points, each model's static "
             "template, PermaKey's error-map peaks, a perfect object tracker). Prints a "

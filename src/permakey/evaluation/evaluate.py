@@ -5,7 +5,9 @@ Atari bars (drawn once from a fixed seed) for every model, runs each `TrainedMod
 the controls (random points, each model's static template, the error-map peaks of models
 that have error maps, and with ground truth the perfect object tracker) and scores every
 column with the same metrics
-(`permakey.evaluation.metrics`) into a `permakey.evaluation.results.EvaluationResult`.
+(`permakey.evaluation.metrics`) into a `permakey.evaluation.results.EvaluationResult`. On
+noisy frames, the error maps of each model that has them are measured on the bars from the
+same forward pass (`permakey.evaluation.error_mass`).
 `evaluate_runs` loads trained runs and calls it. `format_table` turns the result into a
 side-by-side markdown table; `write_result` and `read_result` write and read the JSON.
 """
@@ -21,7 +23,7 @@ import numpy as np
 
 from permakey.data.identity import link_objects
 from permakey.errors import UserError
-from permakey.evaluation import controls, metrics
+from permakey.evaluation import controls, error_mass, metrics
 from permakey.evaluation.categories import (
     HEADLINE,
     MOVING_PX,
@@ -282,28 +284,80 @@ def score_keypoints(
     )
 
 
-def _run_models(models: Sequence[TrainedModel], split, num_frames, bars, noise, batch_size):
-    """Keypoints (pixels) and error-map peaks of every model on the same (noisy) frames."""
-    keypoints = [[] for _ in models]
-    peaks = [[] for _ in models]
-    height = width = None
+@dataclass
+class _ModelOutputs:
+    """What one model gives on the evaluated frames.
+
+    Attributes:
+        keypoints: (N, K, 2) float64, (row, col) pixels.
+        peaks: (N, K, 2) float64 error-map peaks; None for a model without error maps.
+        part_masses: (N, L, OUTSIDE + 1) float64, the error stack's mass in each part of the
+            grown bars (`error_mass.part_masses`); None without error maps or bars.
+    """
+
+    keypoints: np.ndarray
+    peaks: np.ndarray | None
+    part_masses: np.ndarray | None
+
+
+def _sprite_pixels(truth: GroundTruth | None, background, start: int, stop: int, clean):
+    """(B, H, W) bool: the pixels on game objects of frames ``start:stop``, whose clean
+    frames are (B, H, W, 3) uint8 ``clean``: inside the counted objects' boxes, or without
+    ground truth, off the (H, W, 3) ``background``."""
+    if truth is None:
+        return error_mass.foreground(clean, background)
+    height, width = clean.shape[1:3]
+    offsets = truth.offsets[start : stop + 1]
+    return error_mass.box_pixels(offsets, truth.boxes[offsets[0] : offsets[-1]], height, width)
+
+
+def _run_models(models, split, num_frames, bars, noise, batch_size, truth, background):
+    """Keypoints, error-map peaks and bar part masses of every model on the same frames.
+
+    Returns:
+        One `_ModelOutputs` per model, and the (N, OUTSIDE + 1) area shares of the bar parts
+        (`error_mass.part_areas`); None when no part was measured (clean frames, or no model
+        with error maps).
+    """
+    outputs = [{"keypoints": [], "peaks": [], "part_masses": []} for _ in models]
+    areas = []
+    measure_parts = bars is not None and any(model.error_layers for model in models)
     for start in range(0, num_frames, batch_size):
         stop = min(start + batch_size, num_frames)
         frames = split.read_frames(slice(start, stop))  # (B, H, W, 3) uint8
+        height, width = frames.shape[1:3]
+        labels = None
         if bars is not None:
             from permakey.data.noise import paint_bars
 
+            if measure_parts:
+                sprites = _sprite_pixels(truth, background, start, stop, frames)
+                labels = error_mass.bar_parts(bars[start:stop], noise, height, width, sprites)
+                areas.append(error_mass.part_areas(labels))
             frames = paint_bars(frames, bars[start:stop], noise)
-        height, width = frames.shape[1:3]
-        for i, model in enumerate(models):
-            # One pass of the encoder and LSP networks serves the keypoints and the peaks.
+        for model, out in zip(models, outputs, strict=True):
+            # One pass of the encoder and LSP networks serves the keypoints, the peaks and
+            # the bar masses.
             found = model.keypoints(frames, len(frames), windows=False, error_maps=True)
-            keypoints[i].append(to_pixels(found.centres, height, width).numpy())
+            out["keypoints"].append(to_pixels(found.centres, height, width).numpy())
             if found.error_stack is not None:  # (B, L, H, W)
-                peaks[i].append(controls.error_map_peaks(found.error_stack, model.num_keypoints))
-    keypoints = [np.concatenate(k).astype(np.float64) for k in keypoints]
-    peaks = [np.concatenate(p) if p else None for p in peaks]
-    return keypoints, peaks, height, width
+                out["peaks"].append(
+                    controls.error_map_peaks(found.error_stack, model.num_keypoints)
+                )
+                if labels is not None:
+                    stack = found.error_stack.numpy()
+                    out["part_masses"].append(error_mass.part_masses(stack, labels))
+    joined = []
+    for out in outputs:
+        peaks, masses = out["peaks"], out["part_masses"]
+        joined.append(
+            _ModelOutputs(
+                np.concatenate(out["keypoints"]).astype(np.float64),
+                np.concatenate(peaks) if peaks else None,
+                np.concatenate(masses) if masses else None,
+            )
+        )
+    return joined, np.concatenate(areas) if areas else None
 
 
 def evaluate_models(
@@ -341,21 +395,26 @@ def evaluate_models(
     num_frames = len(split) if max_frames is None else min(len(split), max_frames)
     if num_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    setting = Noise.from_config(noise, noise_seed)
-    bars = None
-    if setting.noisy:
-        from permakey.data.noise import draw_bars
-
-        height, width = split.read_frames(slice(0, 1)).shape[1:3]
-        bars = draw_bars(np.random.default_rng(noise_seed), num_frames, height, width, noise)
-    keypoints, peaks, height, width = _run_models(
-        models, split, num_frames, bars, noise, batch_size
-    )
     if split.has_objects and selection is None:
         raise ValueError("the split has objects: a CategorySelection is required")
+    setting = Noise.from_config(noise, noise_seed)
+    height, width = split.read_frames(slice(0, 1)).shape[1:3]
     truth = ground_truth(split, num_frames, selection, height, width) if selection else None
     if truth is not None and truth.selection.moving is None:
         truth = replace(truth, selection=measured_moving(truth))
+    bars = background = None
+    if setting.noisy:
+        from permakey.data.noise import draw_bars
+
+        bars = draw_bars(np.random.default_rng(noise_seed), num_frames, height, width, noise)
+        if truth is None and any(model.error_layers for model in models):
+            count = min(num_frames, error_mass.BACKGROUND_FRAMES)
+            spread = np.unique(np.linspace(0, num_frames - 1, count).round().astype(np.int64))
+            background = error_mass.background_mode(split.read_frames(spread))
+    outputs, areas = _run_models(
+        models, split, num_frames, bars, noise, batch_size, truth, background
+    )
+    sprites = error_mass.SPRITES_FROM_BACKGROUND if truth is None else error_mass.SPRITES_FROM_BOXES
     episode = np.asarray(split.episode[:num_frames])
     step = np.asarray(split.step[:num_frames])
 
@@ -365,14 +424,19 @@ def evaluate_models(
         )
 
     columns = []
-    for model, points, model_peaks in zip(models, keypoints, peaks, strict=True):
-        columns.append(Column(model.name, "model", score(points), identity=model.identity()))
-        template = score(controls.static_template(points))
+    for model, out in zip(models, outputs, strict=True):
+        scores = score(out.keypoints)
+        if out.part_masses is not None:
+            mass = error_mass.bar_error_mass(out.part_masses, areas, model.error_layers, sprites)
+            scores = replace(scores, bar_error_mass=mass)
+        columns.append(Column(model.name, "model", scores, identity=model.identity()))
+        template = score(controls.static_template(out.keypoints))
         columns.append(Column(template_name(model.name), "control", template, of=model.name))
-        if model_peaks is not None:
+        if out.peaks is not None:
             columns.append(
-                Column(peaks_name(model.name), "control", score(model_peaks), of=model.name)
+                Column(peaks_name(model.name), "control", score(out.peaks), of=model.name)
             )
+    keypoints = [out.keypoints for out in outputs]
     counts = sorted({points.shape[1] for points in keypoints})
     for k in counts:
         random_points = controls.random_keypoints(num_frames, k, height, width, control_seed)
@@ -539,11 +603,42 @@ def table_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
                     [_number(m.distractor_share[r]) for m in columns],
                 )
             )
+    rows += bar_mass_rows(result)
     chance = columns[0].border_chance
     rows.append((f"border share (chance {chance:.3f})", [_number(m.border_share) for m in columns]))
     rows.append(("motion from mean (px)", [_number(m.motion.from_mean_px, 2) for m in columns]))
     rows.append(("motion per step (px)", [_number(m.motion.per_step_px, 2) for m in columns]))
     rows.append(("keypoints K", [str(m.keypoints) for m in columns]))
+    return rows
+
+
+def bar_mass_rows(result: EvaluationResult) -> list[tuple[str, list[str]]]:
+    """The bar error mass rows of `format_table`: the share of the summed error map's mass on
+    the grown bars, per LSP layer, and per part of the grown bars (each with its area share,
+    the chance level); none where no column has it (clean frames, no model with error maps,
+    files from before it)."""
+    masses = [column.metrics.bar_error_mass for column in result.columns]
+    first = next((m for m in masses if m is not None), None)
+    if first is None:
+        return []
+    r = first.margin
+    rows = [
+        (
+            f"bar error mass@{r} (chance {first.chance:.3f})",
+            [_number(m and m.summed) for m in masses],
+        )
+    ]
+    for layer in sorted({layer for m in masses if m is not None for layer in m.layers}):
+        values = [
+            _number(m.per_layer[m.layers.index(layer)])
+            if m is not None and layer in m.layers
+            else "n/a"
+            for m in masses
+        ]
+        rows.append((f"bar error mass@{r} layer {layer}", values))
+    for name, part in first.parts.items():
+        label = f"bar error mass@{r} {name} (area {part.area:.3f})"
+        rows.append((label, [_number(m and m.parts[name].summed) for m in masses]))
     return rows
 
 

@@ -1,5 +1,6 @@
 """What a model's keypoints do, judged from an evaluation: follow objects, or mark places;
-and whether keypoint k keeps its object (`identity_note`).
+whether keypoint k keeps its object (`identity_note`); and on Noisy Atari, how much the
+keypoints and the error maps go to the bars (`distractor_note`).
 
 A model's static template (each keypoint fixed at its mean position) marks where objects
 appear as well as a fixed point can. Keypoints follow objects when they find some object
@@ -184,3 +185,30 @@ def identity_note(result: EvaluationResult, model: str) -> str:
         f"{_kept(identity.moving)}" + (f" ({', '.join(moving)})" if moving else "") + ", "
         f"static {_kept(identity.static)}; {purity}. Tracks kept by the controls: {keep}."
     )
+
+
+def distractor_note(result: EvaluationResult, model: str) -> str:
+    """How often the keypoints of the model column ``model`` lie on the Noisy Atari bars (at
+    the headline radius) and, for a model with error maps, how much of their mass the maps
+    put there, each next to its chance level, in one sentence.
+
+    Raises:
+        ValueError: ``result`` is of clean frames.
+        KeyError: ``result`` has no column ``model``.
+    """
+    if not result.noise.noisy:
+        raise ValueError("a distractor note needs an evaluation on Noisy Atari frames")
+    metrics = result.column(model).metrics
+    r = result.headline_radius
+    share, chance = metrics.distractor_share[r], metrics.distractor_chance[r]
+    note = (
+        f"{model} on Noisy Atari ({result.noise.kind} bars): {share:.2f} of its keypoints lie "
+        f"on a bar (within {r} px), where random points would give {chance:.2f}."
+    )
+    mass = metrics.bar_error_mass
+    if mass is not None and mass.summed is not None:
+        note += (
+            f" Its error maps put {mass.summed:.2f} of their mass on the bars (grown by "
+            f"{mass.margin} px), where maps blind to the bars would put {mass.chance:.2f}."
+        )
+    return note

@@ -192,6 +192,81 @@ class IdentityScores:
 
 
 @dataclass(frozen=True)
+class PartShare:
+    """One part of the grown Noisy Atari bars (`permakey.evaluation.error_mass.PARTS`).
+
+    Attributes:
+        area: the part's share of the frame's area, mean over frames, in [0, 1]: what an
+            error map blind to the bars puts there.
+        summed: the share of the summed error map's mass in the part, mean over frames of
+            per-frame shares, in [0, 1]; None where no frame's map has mass.
+        per_layer: the same for each LSP layer's map, in `BarErrorMass.layers` order.
+    """
+
+    area: float
+    summed: float | None
+    per_layer: tuple[float | None, ...]
+
+    def to_json(self) -> dict:
+        return {"area": self.area, "summed": self.summed, "per_layer": list(self.per_layer)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PartShare:
+        return cls(data["area"], data["summed"], tuple(data["per_layer"]))
+
+
+@dataclass(frozen=True)
+class BarErrorMass:
+    """How much of a model's error-map mass lies on the Noisy Atari bars
+    (`permakey.evaluation.error_mass`: which map, which parts, how frames are averaged).
+
+    Attributes:
+        margin: pixels the bars are grown by (2).
+        layers: the encoder layer of each LSP layer, in the error stack's channel order.
+        summed: the share of the summed normalised error map's mass on the grown bars, mean
+            over frames of per-frame shares, in [0, 1]; None where no frame's map has mass.
+        per_layer: the same for each LSP layer's map, in ``layers`` order.
+        chance: the grown bars' share of the frame's area, mean over frames: what a map
+            blind to the bars scores (the distractor chance at r = ``margin``).
+        sprites: how the ``sprites`` part's pixels were found: "object boxes" or "differs
+            from the background mode".
+        parts: the shares of each part of the grown bars, by name; the parts' ``summed``
+            (``per_layer``, ``area``) add up to ``summed`` (``per_layer``, ``chance``).
+    """
+
+    margin: int
+    layers: tuple[int, ...]
+    summed: float | None
+    per_layer: tuple[float | None, ...]
+    chance: float
+    sprites: str
+    parts: dict[str, PartShare]
+
+    def to_json(self) -> dict:
+        return {
+            "margin": self.margin,
+            "layers": list(self.layers),
+            "summed": self.summed,
+            "per_layer": list(self.per_layer),
+            "chance": self.chance,
+            "sprites": self.sprites,
+            "parts": {name: part.to_json() for name, part in self.parts.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> BarErrorMass:
+        return cls(
+            margin=data["margin"],
+            layers=tuple(data["layers"]),
+            summed=data["summed"],
+            per_layer=tuple(data["per_layer"]),
+            chance=data["chance"],
+            sprites=data["sprites"],
+            parts={name: PartShare.from_json(p) for name, p in data["parts"].items()},
+        )
+
+
+@dataclass(frozen=True)
 class ColumnMetrics:
     """Every metric of one column (a model or a control); shares and rates are in [0, 1].
 
@@ -216,6 +291,9 @@ class ColumnMetrics:
         keypoints: K, keypoints per frame.
         identity: whether each keypoint keeps its object; None without ground truth, and in
             files written before identities were measured.
+        bar_error_mass: the share of the error maps' mass on the bars and its parts, for a
+            model with error maps on noisy frames; None for other models, for controls, on
+            clean frames, and in files written before it was measured.
     """
 
     recall: PerRadius | None
@@ -231,6 +309,7 @@ class ColumnMetrics:
     motion: Motion
     keypoints: int
     identity: IdentityScores | None = None
+    bar_error_mass: BarErrorMass | None = None
 
     @property
     def ground_truth(self) -> bool:
@@ -255,10 +334,15 @@ class ColumnMetrics:
             )
         if self.identity is not None:  # absent, as in files from before it, when not measured
             objects["identity"] = self.identity.to_json()
-        return {
+        out = {
             **objects,
             "distractor_share": _radii_to_json(self.distractor_share),
             "distractor_chance": _radii_to_json(self.distractor_chance),
+        }
+        if self.bar_error_mass is not None:  # absent, as in files from before it, when None
+            out["bar_error_mass"] = self.bar_error_mass.to_json()
+        return {
+            **out,
             "border_share": self.border_share,
             "border_chance": self.border_chance,
             "motion": self.motion.to_json(),
@@ -269,6 +353,7 @@ class ColumnMetrics:
     def from_json(cls, data: dict) -> ColumnMetrics:
         per_category = _object_metric(data["per_category"])
         identity = data.get("identity")
+        bar_error_mass = data.get("bar_error_mass")
         return cls(
             recall=_radii_from_json(_object_metric(data["recall"])),
             precision=_radii_from_json(_object_metric(data["precision"])),
@@ -285,6 +370,9 @@ class ColumnMetrics:
             motion=Motion.from_json(data["motion"]),
             keypoints=data["keypoints"],
             identity=None if identity is None else IdentityScores.from_json(identity),
+            bar_error_mass=None
+            if bar_error_mass is None
+            else BarErrorMass.from_json(bar_error_mass),
         )
 
 
