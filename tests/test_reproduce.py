@@ -18,13 +18,16 @@ from conftest import FakeSteps, write_status
 from permakey.cli.main import build_parser, main
 from permakey.cli.reproduce import command, print_commands
 from permakey.evaluation.categories import CategorySelection
+from permakey.evaluation.error_mass import PARTS
 from permakey.evaluation.evaluate import write_result
 from permakey.evaluation.results import (
+    BarErrorMass,
     Column,
     ColumnMetrics,
     EvaluationResult,
     Motion,
     Noise,
+    PartShare,
     peaks_name,
 )
 from permakey.experiments.definitions import EXPERIMENTS, KEYPOINTS, SCALES
@@ -489,14 +492,20 @@ def test_noisy_mechanism_changes_one_detail_per_run(tmp_path):
     assert kinds == ["collect"] * 3 + ["train"] * 10 + ["evaluate"] * 11 + ["show"] * 3
 
 
-def _scores(on_bars: float | None, f1: float) -> ColumnMetrics:
+def _scores(on_bars: float | None, f1: float, mass: float | None = None) -> ColumnMetrics:
     per_radius = {0: f1, 2: f1}
+    error_mass = None
+    if mass is not None:  # the interior holds all of it: a made-up but valid breakdown
+        share = {p: mass if p == "interior" else 0.0 for p in PARTS}
+        parts = {p: PartShare(0.0, v, (v, v)) for p, v in share.items()}
+        error_mass = BarErrorMass(2, (0, 1), mass, (mass, mass), 0.2, "object boxes", parts)
     return ColumnMetrics(
         recall=per_radius, precision=per_radius, f1=per_radius, recall_bound=1.0,
         small_recall=None, per_category={},
         distractor_share=None if on_bars is None else {0: on_bars, 2: on_bars},
         distractor_chance=None if on_bars is None else {0: 0.2, 2: 0.2},
         border_share=0.0, border_chance=0.09, motion=Motion(1.0, 1.0), keypoints=7,
+        bar_error_mass=error_mass,
     )  # fmt: skip
 
 
@@ -511,9 +520,9 @@ def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
             noisy = group.noise != "none"
             # Scores that say where they come from: the step, the run, noisy or clean.
             value = step / 10_000 + (0.5 if run.path.name == "permakey-paper" else 0)
-            columns.append(
-                Column(run.path.name, "model", _scores(value if noisy else None, value + noisy))
-            )
+            mass = 0.3 if noisy and run.variant.method == "permakey" else None
+            scores = _scores(value if noisy else None, value + noisy, mass)
+            columns.append(Column(run.path.name, "model", scores))
             if run.variant.method == "permakey":
                 columns.append(
                     Column(
@@ -530,14 +539,17 @@ def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
         )  # fmt: skip
         write_result(group.evaluation, result)
     table = summary_table(plan, "SpaceInvaders").splitlines()
-    assert table[0].startswith("| run | trained | on bars@2 | chance@2 | its peaks on bars@2 |")
+    assert table[0].startswith(
+        "| run | trained | keypoints on bars@2 | error mass on bars | its parts (crossing, ends,"
+    )
     assert len(table) == 2 + 4 + 3 + 4  # header; cpu-track, paper, transporter points
     assert (
         table[2]
-        == "| SpaceInvaders/permakey-cpu-track | 360 (1x) | 0.036 | 0.200 | 0.900 | 1.036 | 0.036 |"
+        == "| SpaceInvaders/permakey-cpu-track | 360 (1x) | 0.036 | 0.300 | 0.000 / 0.000 / 0.000 / "
+        "0.000 / 0.300 | 0.200 | 0.900 | 1.036 | 0.036 |"
     )
-    assert (
-        table[9] == "| SpaceInvaders/transporter | 170 (1x) | 0.017 | 0.200 | n/a | 1.017 | 0.017 |"
+    assert table[9] == (
+        "| SpaceInvaders/transporter | 170 (1x) | 0.017 | n/a | n/a | 0.200 | n/a | 1.017 | 0.017 |"
     )
     assert "| SpaceInvaders/permakey-paper | 1440 (4x) | 0.644 |" in "\n".join(table)
     for group in plan.groups:  # the other games, so that the experiment's tables are complete

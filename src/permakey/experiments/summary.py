@@ -1,15 +1,18 @@
 """One table per game of an experiment that evaluates noisy runs on clean frames too.
 
 A row per run and evaluated weights (each point of a curve, or the scale's weights): the
-share of its keypoints on the bars, the bars' share of the frame (chance), its error-map
-peaks' share on the bars, and F1 on the noisy and on the clean test frames, all at the
-evaluation's headline radius; read from the groups' evaluation JSON files.
+share of its keypoints on the bars, the share of its summed error map's mass on them and that
+mass by part of the bars (`permakey.evaluation.error_mass.PARTS`), the bars' share of the
+frame (chance), its error-map peaks' share on the bars, and F1 on the noisy and on the clean
+test frames, all at the evaluation's headline radius (the error mass at its own margin, 2 px
+as well); read from the groups' evaluation JSON files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from permakey.evaluation.error_mass import PARTS
 from permakey.evaluation.evaluate import read_result
 from permakey.evaluation.results import ColumnMetrics, EvaluationResult, peaks_name
 from permakey.experiments.definitions import step_budget
@@ -28,10 +31,22 @@ def _column(result: EvaluationResult, group: GroupPlan, run: RunPlan, peaks: boo
     return None
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _value(metrics: ColumnMetrics | None, field: str, radius: int) -> str:
     values = None if metrics is None else getattr(metrics, field)
-    value = None if values is None else values.get(radius)
-    return "n/a" if value is None else f"{value:.3f}"
+    return _number(None if values is None else values.get(radius))
+
+
+def _mass(metrics: ColumnMetrics | None) -> tuple[str, str]:
+    """(summed error mass on the bars, its parts as "a / b / ..."), "n/a" without error maps."""
+    mass = None if metrics is None else metrics.bar_error_mass
+    if mass is None:
+        return "n/a", "n/a"
+    parts = " / ".join(_number(mass.parts[name].summed) for name in PARTS if name in mass.parts)
+    return _number(mass.summed), parts
 
 
 def _trained(plan: ExperimentPlan, run: RunPlan, weights: str) -> str:
@@ -67,9 +82,10 @@ def summary_table(plan: ExperimentPlan, game: str) -> str | None:
             model = _column(noisy, noisy_group, run)
             peaks = _column(noisy, noisy_group, run, peaks=True)
             clean_f1 = _value(_column(clean[1], clean[0], run), "f1", radius) if clean else "n/a"
+            mass, parts = _mass(model)
             lines.append(
                 f"| {run.variant.name} | {_trained(plan, run, weights)} | "
-                f"{_value(model, 'distractor_share', radius)} | "
+                f"{_value(model, 'distractor_share', radius)} | {mass} | {parts} | "
                 f"{_value(model, 'distractor_chance', radius)} | "
                 f"{_value(peaks, 'distractor_share', radius)} | {_value(model, 'f1', radius)} | "
                 f"{clean_f1} |"
@@ -77,7 +93,8 @@ def summary_table(plan: ExperimentPlan, game: str) -> str | None:
     if radius is None:
         return None
     header = (
-        f"| run | trained | on bars@{radius} | chance@{radius} | its peaks on bars@{radius} | "
-        f"F1@{radius} noisy | F1@{radius} clean |\n|---|---|---|---|---|---|---|"
+        f"| run | trained | keypoints on bars@{radius} | error mass on bars | its parts "
+        f"({', '.join(PARTS)}) | chance@{radius} | its peaks on bars@{radius} | "
+        f"F1@{radius} noisy | F1@{radius} clean |\n|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([header, *lines])

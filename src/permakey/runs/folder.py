@@ -122,9 +122,7 @@ def check_weights(which: str) -> str:
         ValueError: it does not.
     """
     if which not in WEIGHTS and snapshot_step(which) is None:
-        raise ValueError(
-            f"which must be one of {list(WEIGHTS)} or step-N (N >= 1), got {which!r}"
-        )
+        raise ValueError(f"which must be one of {list(WEIGHTS)} or step-N (N >= 1), got {which!r}")
     return which
 
 
