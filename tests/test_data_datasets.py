@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from permakey.data.datasets import FrameDataset, PairDataset
+from permakey.data.datasets import FrameDataset, PairDataset, dataset_noise
 from permakey.data.frames import to_float
 from permakey.data.noise import NoiseConfig, bar_mask
 from permakey.data.store import write_dataset
+from permakey.errors import UserError
 
 LENGTHS = [1, 3, 150, 7, 2]  # episodes of the train split, in order
 
@@ -122,3 +123,34 @@ def test_to_float_scales_to_unit_range():
 def test_bad_window_is_refused(path):
     with pytest.raises(ValueError):
         PairDataset(path, "train", window=1)
+
+
+def test_noise_share_leaves_the_other_frames_clean_and_reaches_pairs(path):
+    cfg = NoiseConfig(kind="both")
+    data = FrameDataset(path, "train", noise=cfg, noise_seed=2, noise_share=0.5)
+    noisy = [bool((data[i]["bars"] >= 0).all()) for i in range(len(data))]
+    assert 0.3 < np.mean(noisy) < 0.7
+    for i, has_bars in enumerate(noisy):
+        if not has_bars:  # a clean frame is the stored frame
+            assert _decode(data[i]["frame"]) == (i, data.split.episode[i] % 256)
+            assert (data[i]["frame"] == data[i]["frame"][:, :1, :1]).all()
+    again = FrameDataset(path, "train", noise=cfg, noise_seed=2, noise_share=0.5)
+    assert [bool((again[i]["bars"] >= 0).all()) for i in range(len(data))] == noisy
+    pairs = PairDataset(path, "train", window=20, noise=cfg, noise_seed=2, noise_share=0.0)
+    assert (pairs[0]["source_bars"] == -1).all() and (pairs[0]["target_bars"] == -1).all()
+    with pytest.raises(ValueError, match="noise_share"):
+        FrameDataset(path, "train", noise=cfg, noise_share=2.0)
+
+
+def test_bars_before_the_resize_need_a_dataset_resized_from_raw_frames(path):
+    # This dataset was written directly at 84 x 84: it has no resize to paint before.
+    with pytest.raises(UserError, match="resize None"):
+        dataset_noise(path, "both", before_resize=True)
+    assert dataset_noise(path, "none", before_resize=True) == NoiseConfig()
+    assert dataset_noise(path, "both", 3, (1, 2, 3), True) == NoiseConfig(
+        "both", 3, (1, 2, 3), True
+    )
+    with pytest.raises(UserError, match="width"):
+        dataset_noise(path, "both", width=0)
+    with pytest.raises(ValueError, match="resized with None"):
+        FrameDataset(path, "train", noise=NoiseConfig("both", before_resize="area"))

@@ -17,17 +17,35 @@ from conftest import FakeSteps, write_status
 
 from permakey.cli.main import build_parser, main
 from permakey.cli.reproduce import command, print_commands
+from permakey.evaluation.categories import CategorySelection
+from permakey.evaluation.error_mass import PARTS
+from permakey.evaluation.evaluate import write_result
+from permakey.evaluation.results import (
+    BarErrorMass,
+    Column,
+    ColumnMetrics,
+    EvaluationResult,
+    Motion,
+    Noise,
+    PartShare,
+    peaks_name,
+)
 from permakey.experiments.definitions import EXPERIMENTS, KEYPOINTS, SCALES
 from permakey.experiments.plan import plan_experiment
 from permakey.experiments.runner import (
+    Rates,
     benchmark_rates,
     in_subprocess,
     run_jobs,
+    run_minutes,
     run_plan,
     step_jobs,
     train_step,
+    write_table,
+    write_tables,
 )
 from permakey.experiments.steps import Step
+from permakey.experiments.summary import summary_table
 from permakey.models.permakey import PermaKey, PermaKeyConfig
 from permakey.training import get_method
 
@@ -161,11 +179,14 @@ def test_printed_commands_parse_in_dependency_order_and_collect_once(scale, tmp_
     order = ["collect", "train", "evaluate", "show"]
     assert commands == sorted(commands, key=order.index)  # every collect before any train...
     collects = [args for c, args in parsed if c == "collect"]
-    # One dataset per game, even where experiments share it (SpaceInvaders: 3 experiments).
-    assert sorted(a.game for a in collects) == sorted(KEYPOINTS)
+    # One dataset per game and resize, even where experiments share it (SpaceInvaders: 4
+    # experiments); noisy-mechanism adds MsPacman resized "nearest" and as the authors did.
+    assert sorted((a.game, a.resize) for a in collects) == sorted(
+        [(game, "area") for game in KEYPOINTS] + [("MsPacman", "nearest"), ("MsPacman", "authors")]
+    )
     assert len({a.out for a in collects}) == len(collects)
     trains = [args for c, args in parsed if c == "train"]
-    assert len(trains) == sum(len(e.variants) for e in EXPERIMENTS.values()) == 41
+    assert len(trains) == sum(len(e.variants) for e in EXPERIMENTS.values()) == 41 + 9 + 10
     assert {t.data for t in trains} == {a.out for a in collects}
     assert not list(tmp_path.iterdir())  # printing touches nothing
 
@@ -367,3 +388,176 @@ def test_print_commands_names_stages(tmp_path, capsys):
     print_commands([plan_experiment(EXPERIMENTS["layers"], SCALES["cpu"], tmp_path)])
     out = capsys.readouterr().out
     assert out.count("# stage") == 4 and "Figure 6" in out
+
+
+# --- the Noisy Atari curve and mechanism (issue 17) ---------------------------------------
+
+
+@pytest.mark.parametrize("scale", ["paper", "cpu", "tiny"])
+def test_noisy_curve_trains_once_and_evaluates_each_budget_on_noisy_and_clean_frames(scale):
+    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES[scale], "/o")
+    assert {r.variant.game for r in plan.runs} == {"MsPacman", "MontezumaRevenge", "SpaceInvaders"}
+    assert len(plan.runs) == 9 and len(plan.datasets) == 3
+    # Multiples of the cpu scale's budgets (the paper scale has none; tiny has its own).
+    unit = SCALES[scale if scale == "tiny" else "cpu"].max_steps
+    expected = {
+        "permakey-cpu-track": [unit["permakey"] * m for m in (1, 2, 4, 8)],
+        "permakey-paper": [unit["permakey"] * m for m in (1, 2, 4)],
+        "transporter": [unit["transporter"] * m for m in (1, 2, 4, 8)],
+    }
+    for run in plan.runs:
+        kind = run.path.name
+        steps = expected[kind]
+        assert run.runtime["snapshot_steps"] == steps and run.runtime["max_steps"] == steps[-1]
+        assert run.options["noise"] == "both"
+        assert run.options["patience"] == SCALES[scale].epochs  # no early stop before the end
+        preset = {"permakey-cpu-track": "cpu-track", "permakey-paper": "paper"}
+        assert run.options["preset"] == preset.get(kind, SCALES[scale].preset)
+        evaluated = {
+            (g.weights, g.noise) for g in plan.groups for r in g.runs if r.path == run.path
+        }
+        assert evaluated == {(f"step-{s}", n) for s in steps for n in ("both", "none")}
+    for group in plan.groups:
+        assert group.evaluate.kwargs["weights"] == group.weights
+        assert group.evaluate.kwargs["noise"] == group.noise
+        assert group.show is None  # curve points are tables, not figures
+        assert len({r.variant.game for r in group.runs}) == 1
+        assert ("clean" in group.name) == (group.noise == "none")
+    # Runs with the same step count share their groups (PermaKey's two presets, at 2x).
+    step = 2 * unit["permakey"]
+    (both,) = [g for g in plan.groups if g.name == f"MsPacman-both-step{step}"]
+    assert [r.path.name for r in both.runs] == [k for k, v in expected.items() if step in v]
+
+
+def test_curve_runs_are_estimated_at_their_own_presets_and_budgets():
+    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES["cpu"], "/o")
+    rates = Rates(
+        {"permakey": {"paper": 8.0, "cpu-track": 32.0}, "transporter": {"paper": 64.0}}, ""
+    )
+    minutes = {r.path.name: run_minutes(r, plan, rates) for r in plan.runs[:3]}
+    overhead = SCALES["cpu"].overhead_min
+    assert minutes == pytest.approx(
+        {
+            "permakey-cpu-track": 2880 * 32 / 32.0 / 60 + overhead,
+            "permakey-paper": 1440 * 32 / 8.0 / 60 + overhead,
+            "transporter": 1360 * 64 / 64.0 / 60 + overhead,
+        }
+    )
+
+
+def test_noisy_mechanism_changes_one_detail_per_run(tmp_path):
+    plan = plan_experiment(EXPERIMENTS["noisy-mechanism"], SCALES["cpu"], tmp_path)
+    runs = {r.variant.name: r for r in plan.runs}
+    assert all(
+        r.variant.game == "MsPacman" and r.options["preset"] == "cpu-track" for r in plan.runs
+    )
+    assert all(
+        r.runtime["max_steps"] == 360 and "snapshot_steps" not in r.runtime for r in plan.runs
+    )
+    base = runs["base"].options
+    changed = {
+        name: {k: v for k, v in r.options.items() if base.get(k) != v} for name, r in runs.items()
+    }
+    assert {name: set(c) for name, c in changed.items()} == {
+        "base": set(), "base-seed1": {"seed"}, "resize-nearest": {"data"},
+        "resize-authors": {"data"}, "before-resize": {"noise_before_resize"},
+        "width3": {"noise_width"}, "width8": {"noise_width"}, "colour-green": {"noise_colour"},
+        "random-colour": {"noise_random_colour"}, "share0.5": {"noise_share"},
+    }  # fmt: skip
+    resizes = {d.collect.kwargs.get("resize", "area") for d in plan.datasets}
+    assert resizes == {"area", "nearest", "authors"} and len(plan.datasets) == 3
+    assert command(plan.datasets[1].collect).endswith(" --resize nearest")
+    groups = {g.name: g for g in plan.groups}
+    # Runs whose bars look the same are evaluated together; the share changes training only.
+    assert [r.variant.name for r in groups["MsPacman-both"].runs] == [
+        "base",
+        "base-seed1",
+        "share0.5",
+    ]
+    assert groups["MsPacman-both-width3"].evaluate.kwargs["noise_width"] == 3
+    assert groups["MsPacman-both-colour0.255.0"].evaluate.kwargs["noise_colour"] == [0, 255, 0]
+    assert groups["MsPacman-both-random-colour"].evaluate.kwargs["noise_random_colour"] is True
+    assert groups["MsPacman-both-before-resize"].evaluate.kwargs["noise_before_resize"] is True
+    assert "noise_width" not in groups["MsPacman-both"].evaluate.kwargs
+    clean = groups["MsPacman-clean"]
+    assert clean.noise == "none" and len(clean.runs) == 8  # every run on the area dataset
+    assert groups["MsPacman-nearest-clean"].runs[0].variant.name == "resize-nearest"
+    # Figures only where `permakey show` paints the bars the runs trained on.
+    assert sorted(g.name for g in plan.groups if g.show is not None) == [
+        "MsPacman-authors-both", "MsPacman-both", "MsPacman-nearest-both",
+    ]  # fmt: skip
+    fake = FakeSteps()
+    assert run_plan(plan, workers=1, execute=fake) == 1  # the fake evaluations "fail"
+    kinds = [s.kind for s in fake.calls]
+    assert kinds == ["collect"] * 3 + ["train"] * 10 + ["evaluate"] * 11 + ["show"] * 3
+
+
+def _scores(on_bars: float | None, f1: float, mass: float | None = None) -> ColumnMetrics:
+    per_radius = {0: f1, 2: f1}
+    error_mass = None
+    if mass is not None:  # the interior holds all of it: a made-up but valid breakdown
+        share = {p: mass if p == "interior" else 0.0 for p in PARTS}
+        parts = {p: PartShare(0.0, v, (v, v)) for p, v in share.items()}
+        error_mass = BarErrorMass(2, (0, 1), mass, (mass, mass), 0.2, "object boxes", parts)
+    return ColumnMetrics(
+        recall=per_radius, precision=per_radius, f1=per_radius, recall_bound=1.0,
+        small_recall=None, per_category={},
+        distractor_share=None if on_bars is None else {0: on_bars, 2: on_bars},
+        distractor_chance=None if on_bars is None else {0: 0.2, 2: 0.2},
+        border_share=0.0, border_chance=0.09, motion=Motion(1.0, 1.0), keypoints=7,
+        bar_error_mass=error_mass,
+    )  # fmt: skip
+
+
+def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
+    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES["cpu"], tmp_path)
+    games = [g for g in plan.groups if g.data.game == "SpaceInvaders"]
+    assert summary_table(plan, "SpaceInvaders") is None  # nothing evaluated yet
+    for group in games:
+        step = int(group.weights.split("-")[1])
+        columns = []
+        for run in group.runs:
+            noisy = group.noise != "none"
+            # Scores that say where they come from: the step, the run, noisy or clean.
+            value = step / 10_000 + (0.5 if run.path.name == "permakey-paper" else 0)
+            mass = 0.3 if noisy and run.variant.method == "permakey" else None
+            scores = _scores(value if noisy else None, value + noisy, mass)
+            columns.append(Column(run.path.name, "model", scores))
+            if run.variant.method == "permakey":
+                columns.append(
+                    Column(
+                        peaks_name(run.path.name),
+                        "control",
+                        _scores(0.9 if noisy else None, 0.0),
+                        of=run.path.name,
+                    )
+                )
+        result = EvaluationResult(
+            frames=5, frame_size=(84, 84), radii=(0, 2), headline_radius=2, ground_truth=True,
+            categories=CategorySelection(("Player",), (), (), "test"), noise=Noise(),
+            control_seed=0, columns=tuple(columns),
+        )  # fmt: skip
+        write_result(group.evaluation, result)
+    table = summary_table(plan, "SpaceInvaders").splitlines()
+    assert table[0].startswith(
+        "| run | trained | keypoints on bars@2 | error mass on bars | its parts (crossing, ends,"
+    )
+    assert len(table) == 2 + 4 + 3 + 4  # header; cpu-track, paper, transporter points
+    assert (
+        table[2]
+        == "| SpaceInvaders/permakey-cpu-track | 360 (1x) | 0.036 | 0.300 | 0.000 / 0.000 / 0.000 / "
+        "0.000 / 0.300 | 0.200 | 0.900 | 1.036 | 0.036 |"
+    )
+    assert table[9] == (
+        "| SpaceInvaders/transporter | 170 (1x) | 0.017 | n/a | n/a | 0.200 | n/a | 1.017 | 0.017 |"
+    )
+    assert "| SpaceInvaders/permakey-paper | 1440 (4x) | 0.644 |" in "\n".join(table)
+    for group in plan.groups:  # the other games, so that the experiment's tables are complete
+        if not group.evaluation.exists():
+            write_result(
+                group.evaluation,
+                EvaluationResult.from_json(json.loads(games[0].evaluation.read_text())),
+            )
+        write_table(group)
+    tables = write_tables(plan).read_text()
+    assert "## SpaceInvaders: every run" in tables and "weights step-360" in tables

@@ -20,10 +20,11 @@ from safetensors.torch import load_file
 
 import permakey
 from permakey.cli.main import main
+from permakey.data.noise import NoiseConfig
 from permakey.devices import resolve_device
 from permakey.errors import UserError
 from permakey.models.permakey import PermaKeyConfig
-from permakey.runs.folder import checkpoint_folder, weights_path
+from permakey.runs.folder import checkpoint_folder, snapshot_path, weights_path
 from permakey.testing import make_sprites_dataset
 from permakey.training import get_method
 from permakey.training.config import (
@@ -351,6 +352,47 @@ def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path
     assert f"max steps: stopped at step 3 (epoch 1); continue with --resume {run}" in (
         capsys.readouterr().out
     )
+
+
+def test_snapshots_keep_the_weights_that_shorter_budgets_end_with(data, tmp_path):
+    short = tmp_path / "short"
+    train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, short)
+    run = tmp_path / "curve"
+    cfg = tiny_cfg(data, max_steps=6, snapshot_steps=(3, 5))
+    train(PermaKeyMethod(), cfg, TINY_PERMAKEY, run)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "step-00000003.safetensors", "step-00000005.safetensors",
+    ]  # fmt: skip
+    assert_same_weights(last(short), snapshot_path(run, 3))
+    assert safe_open(snapshot_path(run, 5), "pt").metadata()["step"] == "5"
+    # Resumed with a further snapshot (a runtime option): the earlier ones stay as they were.
+    before = snapshot_path(run, 3).read_bytes()
+    resume_run("permakey", run, max_steps=8, snapshot_steps=[3, 5, 8])
+    assert snapshot_path(run, 3).read_bytes() == before
+    assert_same_weights(last(run), snapshot_path(run, 8))
+    loaded = permakey.load(run, "step-5")
+    assert loaded.identity()["weights"] == "step-00000005.safetensors"
+    with pytest.raises(UserError, match="step-00000004.safetensors is missing"):
+        permakey.load(run, "step-4")
+    with pytest.raises(ValueError, match="step-N"):
+        permakey.load(run, "step-0")
+
+
+def test_noise_options_reach_the_training_frames(data):
+    cfg = tiny_cfg(data, noise="both", noise_width=2, noise_colour=(9, 9, 9), noise_share=0.5)
+    train_set, val_set = PermaKeyMethod().datasets(cfg)
+    for dataset in (train_set, val_set):
+        assert dataset.noise == NoiseConfig("both", 2, (9, 9, 9)) and dataset.noise_share == 0.5
+    pairs, _ = get_method("transporter").datasets(
+        TransporterTrainConfig(
+            data=str(data), noise="both", noise_random_colour=True, noise_share=0.5, window=8
+        )
+    )
+    assert pairs.noise == NoiseConfig("both", random_colour=True) and pairs.noise_share == 0.5
+    with pytest.raises(UserError, match="before the resize"):  # synthetic frames: no resize
+        PermaKeyMethod().datasets(replace(cfg, noise_before_resize=True))
+    with pytest.raises(ValueError, match="noise_share"):
+        tiny_cfg(data, noise_share=1.5)
 
 
 def test_tensorboard_keeps_what_a_resumed_run_logged_up_to_its_checkpoint(data, tmp_path):

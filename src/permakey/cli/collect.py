@@ -60,9 +60,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--resize",
-        choices=("area", "nearest"),
+        choices=("area", "nearest", "authors"),  # permakey.data.frames.RESIZE_METHODS
         default="area",
-        help="210x160 -> 84x84 resampling: area keeps one-pixel objects as faint blobs, nearest (the authors') drops most of them (default: area)",
+        help="210x160 -> 84x84 resampling: area keeps one-pixel objects as faint blobs, nearest "
+        "drops most of them, authors is the authors' code's (a Gaussian blur, then nearest) "
+        "(default: area)",
     )
     parser.add_argument("--raw", action="store_true", help="also store the raw 210 x 160 frames")
     parser.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from permakey.cli.runs_options import add_runs_arguments
+from permakey.cli.runs_options import add_bar_arguments, add_runs_arguments, bars_from_args
 from permakey.errors import UserError
 
 
@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     add_runs_arguments(parser, "none", "Noisy Atari bars painted over the frames")
+    add_bar_arguments(parser)
     parser.add_argument(
         "--categories",
         metavar="A,B",
@@ -63,7 +64,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from permakey.data.noise import NoiseConfig
     from permakey.evaluation.categories import parse_names
     from permakey.evaluation.evaluate import evaluate_runs, format_table, write_result
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         args.runs,
         args.data,
         split=args.split,
-        noise=NoiseConfig(kind=args.noise),
+        noise=bars_from_args(args),
         noise_seed=args.noise_seed,
         include=parse_names(args.categories),
         exclude=parse_names(args.exclude),

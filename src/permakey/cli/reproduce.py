@@ -221,7 +221,7 @@ def print_commands(plans, file=None) -> None:
             "evaluate each group once its runs are complete",
             [g.evaluate for plan in plans for g in plan.groups],
         ),
-        ("figures", [g.show for plan in plans for g in plan.groups]),
+        ("figures", [g.show for plan in plans for g in plan.groups if g.show is not None]),
     ]
     for plan in plans:
         print(

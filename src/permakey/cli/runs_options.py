@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from permakey.data.noise import NOISE_KINDS
+
+
+def weights_choice(text: str) -> str:
+    """The --weights value: best, last or step-N (`permakey.runs.folder.check_weights`'s rule,
+    without importing torch while parsing)."""
+    if text in ("best", "last") or re.fullmatch(r"step-0*[1-9]\d*", text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose best, last or step-N)")
 
 
 def add_runs_arguments(parser: argparse.ArgumentParser, noise: str, noise_help: str) -> None:
@@ -30,7 +39,61 @@ def add_runs_arguments(parser: argparse.ArgumentParser, noise: str, noise_help: 
     parser.add_argument(
         "--weights",
         default="best",
-        choices=("best", "last"),  # permakey.runs.folder.WEIGHTS, without importing torch here
-        help="which weights of each run: best (lowest validation loss; the paper's protocol) or "
-        "last (the end of training, e.g. of a time budget) (default: best)",
+        type=weights_choice,
+        metavar="{best,last,step-N}",
+        help="which weights of each run: best (lowest validation loss; the paper's protocol), "
+        "last (the end of training, e.g. of a time budget) or step-N (the snapshot a run kept "
+        "at step N with --snapshot-steps) (default: best)",
+    )
+
+
+def add_bar_arguments(parser: argparse.ArgumentParser) -> None:
+    """--noise-width, --noise-colour, --noise-random-colour, --noise-before-resize: how the
+    bars of --noise look, as the training options of the same names (paint them as the runs
+    were trained)."""
+    group = parser.add_argument_group(
+        "bars", "how the Noisy Atari bars look: give the values the runs were trained with"
+    )
+    group.add_argument(
+        "--noise-width",
+        type=int,
+        default=5,
+        metavar="PX",
+        help="bar thickness in pixels of the 84 x 84 frame (default: 5, the paper's)",
+    )
+    group.add_argument(
+        "--noise-colour",
+        type=int,
+        nargs=3,
+        default=(128, 0, 255),
+        metavar=("R", "G", "B"),
+        help="bar colour (default: 128 0 255, the paper's)",
+    )
+    group.add_argument(
+        "--noise-random-colour",
+        action="store_true",
+        help="a fresh bar colour per frame instead of --noise-colour (not in the paper)",
+    )
+    group.add_argument(
+        "--noise-before-resize",
+        action="store_true",
+        help="bars as if painted on the raw frame before the dataset's resize (not in the paper)",
+    )
+
+
+def bars_from_args(args: argparse.Namespace):
+    """The `permakey.data.noise.NoiseConfig` of --noise and the options of `add_bar_arguments`.
+
+    Raises:
+        UserError: bad values, or --noise-before-resize on a dataset without a known resize.
+    """
+    from permakey.data.datasets import dataset_noise
+
+    return dataset_noise(
+        args.data,
+        args.noise,
+        args.noise_width,
+        tuple(args.noise_colour),
+        args.noise_random_colour,
+        args.noise_before_resize,
     )

@@ -33,7 +33,7 @@ CHOICES = {
 }  # fmt: skip
 METAVARS = {
     "data": "DIR", "time_budget": "MIN", "checkpoint_minutes": "MIN",
-    "noise_colour": ("R", "G", "B"),
+    "noise_colour": ("R", "G", "B"), "noise_share": "P", "snapshot_steps": "STEP",
 }  # fmt: skip
 DESCRIPTIONS = {
     "permakey": "Train PermaKey (VAE, local spatial prediction networks, PointNet) on the frames "
@@ -44,7 +44,8 @@ EPILOG = (
     "Start a run with --data DIR --out RUN (or from another run's configuration: --config "
     "RUN --out NEW, options on top); continue a stopped or interrupted one with --resume "
     "RUN (only --epochs, --time-budget, --max-steps, --device, --workers, --in-memory, "
-    "--progress, --checkpoint-every, --checkpoint-minutes and --track may change). --overwrite "
+    "--progress, --checkpoint-every, --checkpoint-minutes, --track and --snapshot-steps may "
+    "change). --overwrite "
     "replaces only a run folder, never other files; one process at a time writes a run folder. "
     "Multi-GPU / multi-node: torchrun --nproc_per_node N -m permakey "
     "train ... (the batch size is the total over all processes)."
@@ -110,11 +111,11 @@ def add_parser(subparsers) -> None:
         sub.set_defaults(func=run, kind=kind)
 
 
-def _field_type(annotation: Any) -> tuple[Any, int | None]:
+def _field_type(annotation: Any) -> tuple[Any, int | str | None]:
     """(element type, nargs) of a config field's annotation: Optional and tuples unwrapped."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is tuple:
-        return args[0], len(args)
+        return args[0], "+" if args[-1] is Ellipsis else len(args)
     if args:  # X | None
         return args[0], None
     return annotation, None

@@ -181,7 +181,7 @@ def collect(
         policy: "random" (default), "random-hold:N", or a callable taking the uint8
             (210, 160, 3) observation and returning an action index.
         objects: record OCAtari object ground truth (needs the ``objects`` extra).
-        resize: "area" or "nearest" (see the module docstring).
+        resize: "area", "nearest" or "authors" (`permakey.data.frames`).
         keep_raw: also store the raw (210, 160, 3) frames.
         overwrite: replace an existing complete dataset at ``out``.
         sticky: probability of repeating the previous action (0.25 in v5).

@@ -2,8 +2,9 @@
 
 Items hold uint8 tensors (3, H, W); `permakey.data.frames.to_float` turns a batch into floats in [0, 1] on the
 training device (moving uint8 is 4x cheaper than moving floats). Noisy Atari bars are painted
-on the fly and returned with the frame; the objects of a frame are at
-``dataset.split.objects(item["index"])``.
+on the fly and returned with the frame (on a share of the frames, ``noise_share``; every frame
+by default, as in the paper); the objects of a frame are at ``dataset.split.objects(item["index"])``.
+`dataset_noise` makes the `NoiseConfig` of a dataset from the options that describe the bars.
 
 Memory: with ``in_memory=False`` frames are read from the HDF5 file chunk by chunk as items
 are asked for, so a 95,000-frame dataset needs little RAM; ``in_memory=True`` loads the
@@ -20,10 +21,49 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from permakey.data.frames import RESIZE_METHODS
 from permakey.data.noise import NoiseConfig, frame_bars, paint_bars
-from permakey.data.store import Split, open_split
+from permakey.data.store import Split, open_split, read_meta
+from permakey.errors import UserError
 
 NO_NOISE = NoiseConfig()
+
+
+def dataset_noise(
+    data: str | os.PathLike,
+    kind: str = "none",
+    width: int = 5,
+    colour: tuple[int, int, int] = (128, 0, 255),
+    random_colour: bool = False,
+    before_resize: bool = False,
+) -> NoiseConfig:
+    """The Noisy Atari bars of a dataset: painted on its stored frames, or (``before_resize``)
+    as if on the raw frames before the dataset's own resize (see `permakey.data.noise`).
+
+    Args:
+        data: the dataset folder (its meta.json is read only for ``before_resize``).
+        kind: "none", "horizontal", "vertical" or "both".
+        width: bar thickness in stored pixels (>= 1).
+        colour: RGB, each 0-255.
+        random_colour: a fresh colour per frame instead of ``colour``.
+        before_resize: paint before the resize.
+
+    Raises:
+        UserError: ``before_resize`` on a dataset whose frames were not resized from raw ALE
+            frames by a known method (e.g. the synthetic test datasets), or bad values.
+    """
+    resize = None
+    if before_resize and kind != "none":
+        resize = read_meta(data).get("resize")
+        if resize not in RESIZE_METHODS:
+            raise UserError(
+                f"bars before the resize need frames resized from raw ALE frames, and {data} "
+                f"has resize {resize!r} (not one of {', '.join(RESIZE_METHODS)})"
+            )
+    try:
+        return NoiseConfig(kind, width, tuple(colour), random_colour, resize)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 class _NoisyFrames(Dataset):
@@ -36,12 +76,22 @@ class _NoisyFrames(Dataset):
         noise: NoiseConfig,
         noise_seed: int,
         in_memory: bool,
+        noise_share: float,
     ):
         if noise_seed < 0:
             raise ValueError(f"noise_seed must be >= 0, got {noise_seed}")
+        if not 0.0 <= noise_share <= 1.0:
+            raise ValueError(f"noise_share must be in [0, 1], got {noise_share}")
         self.split: Split = open_split(path, split)
+        resize = self.split.meta.get("resize")
+        if noise.before_resize not in (None, resize):
+            raise ValueError(
+                f"bars painted before a {noise.before_resize!r} resize, but {path} was resized "
+                f"with {resize!r}"
+            )
         self.noise = noise
         self.noise_seed = noise_seed
+        self.noise_share = noise_share
         self.epoch = 0
         self._memory = self.split.read_frames(slice(None)) if in_memory else None
         self.height, self.width = self.split.frames.shape[1:3]
@@ -58,11 +108,20 @@ class _NoisyFrames(Dataset):
         self.epoch = epoch
 
     def _read(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames (n, 3, H, W) uint8 with bars painted, and their bars (n, 2) int64."""
+        """Frames (n, 3, H, W) uint8 with bars painted, and their bars (n, 2) (see
+        `permakey.data.noise.draw_bars`; -1 for a clean frame)."""
         frames = (
             self._memory[indices] if self._memory is not None else self.split.read_frames(indices)
         )
-        bars = frame_bars(self.noise_seed, self.epoch, indices, self.height, self.width, self.noise)
+        bars = frame_bars(
+            self.noise_seed,
+            self.epoch,
+            indices,
+            self.height,
+            self.width,
+            self.noise,
+            self.noise_share,
+        )
         if self.noise.kind != "none":
             frames = paint_bars(frames, bars, self.noise)
         images = torch.from_numpy(
@@ -86,9 +145,10 @@ class FrameDataset(_NoisyFrames):
         noise: Noisy Atari bars to paint (none by default).
         noise_seed: seed of the bars; with the epoch and frame index it fixes them.
         in_memory: load all frames of the split into RAM at once.
+        noise_share: the probability in [0, 1] that a frame has bars (1: all, the paper's).
 
     Items are dicts: ``frame`` (3, H, W) uint8 tensor, ``index`` int (frame index in the
-    split), ``bars`` (2,) int64 tensor (see `permakey.data.noise`).
+    split), ``bars`` (2,) tensor (see `permakey.data.noise`).
     """
 
     def __init__(
@@ -98,8 +158,9 @@ class FrameDataset(_NoisyFrames):
         noise: NoiseConfig = NO_NOISE,
         noise_seed: int = 0,
         in_memory: bool = False,
+        noise_share: float = 1.0,
     ):
-        super().__init__(path, split, noise, noise_seed, in_memory)
+        super().__init__(path, split, noise, noise_seed, in_memory, noise_share)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -127,9 +188,10 @@ class PairDataset(_NoisyFrames):
         noise_seed: seed of the bars (a frame gets the same bars as in `FrameDataset`).
         in_memory: load all frames of the split into RAM at once.
         seed: seed of the pair sampling.
+        noise_share: the probability in [0, 1] that a frame has bars (source and target each).
 
     Items are dicts: ``source``, ``target`` (3, H, W) uint8 tensors, ``source_index``,
-    ``target_index`` ints, ``source_bars``, ``target_bars`` (2,) int64 tensors.
+    ``target_index`` ints, ``source_bars``, ``target_bars`` (2,) tensors.
     """
 
     def __init__(
@@ -141,12 +203,13 @@ class PairDataset(_NoisyFrames):
         noise_seed: int = 0,
         in_memory: bool = False,
         seed: int = 0,
+        noise_share: float = 1.0,
     ):
         if window < 2:
             raise ValueError(f"window must be >= 2 frames, got {window}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        super().__init__(path, split, noise, noise_seed, in_memory)
+        super().__init__(path, split, noise, noise_seed, in_memory, noise_share)
         self.window = window
         self.seed = seed
         episode = self.split.episode

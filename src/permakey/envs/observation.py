@@ -60,7 +60,7 @@ class KeypointEncoder:
         model: a `TrainedModel`, or a run folder to `permakey.load`.
         features: append each keypoint's pooled encoder features.
         pixels: centres as (row, col) pixels of the model's S x S frame instead of [-1, 1].
-        resize: "area" or "nearest"; None: as the model's training frames (``model.frames``).
+        resize: "area", "nearest" or "authors"; None: as the model's training frames (``model.frames``).
         which: "best" or "last" weights, when ``model`` is a run folder.
         device: where to run the model, when ``model`` is a run folder.
 
@@ -137,7 +137,7 @@ class KeypointObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
         model: a `TrainedModel` or a run folder (see `KeypointEncoder` for the other arguments).
         features: append each keypoint's pooled encoder features.
         pixels: centres in pixels of the model's S x S frame instead of [-1, 1].
-        resize: "area" or "nearest"; None: as the model's training frames.
+        resize: "area", "nearest" or "authors"; None: as the model's training frames.
         which: "best" or "last" weights of a run folder.
         device: "cpu", "cuda", "mps" or "auto" for a run folder.
 

@@ -1,8 +1,9 @@
 """The paper's experiments and ablations as data, and the scales they run at.
 
 An `Experiment` is a list of `Variant`s: one trained model each (method, game, K, seed, Noisy
-Atari kind, model overrides), independent of the scale. A `Scale` says how much data and
-training every run gets. `permakey.experiments.plan` turns the two into runs, datasets and
+Atari kind, model and training overrides, the dataset's resize, and optionally the points of a
+training curve), independent of the scale. A `Scale` says how much data and training every run
+gets. `permakey.experiments.plan` turns the two into runs, datasets and
 evaluation groups, and the steps (library calls) that execute them.
 
 Keypoints per game (method.md, from the authors' code): MsPacman 7, Seaquest 10, BattleZone 8,
@@ -113,6 +114,19 @@ SCALES = {
 PUBLIC_SCALES = ("paper", "cpu")
 
 
+def step_budget(scale: Scale, method: str) -> int:
+    """The optimiser steps of one unit of training of ``method`` at ``scale``: the scale's step
+    budget, or the `cpu` scale's where the scale has none (paper), so that a curve's points
+    are the same step counts at every public scale."""
+    budgets = scale.max_steps if scale.max_steps is not None else SCALES["cpu"].max_steps
+    return budgets[method]
+
+
+# How the collected frames are resized unless a variant says otherwise
+# (`permakey.data.frames.DEFAULT_RESIZE`; not imported: it would import torch here).
+DEFAULT_RESIZE = "area"
+
+
 @dataclass(frozen=True)
 class Variant:
     """One trained model of an experiment, whatever the scale.
@@ -126,6 +140,16 @@ class Variant:
         seed: training seed (the data always come from `DATA_SEED`).
         noise: Noisy Atari bars for training and evaluation: none, horizontal, vertical, both.
         model: model-config overrides, (field, JSON-ready value) pairs (`new_run`'s ``model``).
+        preset: training preset (with its model preset) instead of the scale's; None: the
+            scale's.
+        train: training-option overrides, (field, JSON-ready value) pairs, e.g.
+            ("noise_width", 3); the bar options among them (width, colour, random colour,
+            before the resize) also paint the evaluation's bars.
+        resize: how the dataset's frames are resized from the raw ALE frames ("area",
+            "nearest" or "authors"); one dataset per game and resize.
+        curve: multiples of the step budget (`step_budget`) at which the run's weights are
+            kept (snapshots) and evaluated; the run trains to the largest, without early
+            stopping. Empty: trained to the scale's budget and evaluated at its end.
     """
 
     name: str
@@ -135,6 +159,10 @@ class Variant:
     seed: int = 0
     noise: str = "none"
     model: tuple[tuple[str, Any], ...] = ()
+    preset: str | None = None
+    train: tuple[tuple[str, Any], ...] = ()
+    resize: str = DEFAULT_RESIZE
+    curve: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,14 +172,19 @@ class Experiment:
     Attributes:
         name: the name given to `permakey reproduce`.
         reproduces: the figure or claim of the paper it measures.
-        variants: the trained models; runs on the same game and noise are evaluated together.
+        variants: the trained models; runs on the same dataset, with the same bars and
+            weights, are evaluated together.
         show_seeds: draw the runs as seeds of one setting (`permakey show --seeds`, Figure 3).
+        clean_too: evaluate runs trained with bars on clean test frames too, and gather each
+            game's runs into one summary table (distractor share, F1 on noisy and clean
+            frames).
     """
 
     name: str
     reproduces: str
     variants: tuple[Variant, ...]
     show_seeds: bool = False
+    clean_too: bool = False
 
 
 def _versus(game: str, noise: str = "none", folder: str | None = None) -> tuple[Variant, ...]:
@@ -177,6 +210,55 @@ LAYERS_PATCH_SIZE = 3
 KERNELS = ((4, 1), (6, 1), (8, 1), (4, 2), (8, 2))
 PAPER_KERNELS = (4, 3, 3, 3)
 PAPER_STRIDES = (1, 2, 2, 1)
+
+
+# The Noisy Atari curve (issue 17): the best CPU preset, the paper's (as far as a CPU allows)
+# and Transporter, bars "both", evaluated after 1, 2, 4 and 8 times the `cpu` scale's step
+# budget. The learning-rate schedules are staircases counted from step 0 (decays every 10,000
+# PermaKey or 30,000 Transporter steps, none within 8 budgets), so one run with snapshots
+# gives the weights that separate runs of each budget would end with. The paper preset trains
+# about 6x slower than cpu-track on the 2-core machine: its curve stops at 4 budgets.
+CURVE_GAMES = ("MsPacman", "MontezumaRevenge", "SpaceInvaders")
+CURVE = (1, 2, 4, 8)
+PAPER_CURVE = (1, 2, 4)
+
+
+def _curve_variants(game: str) -> tuple[Variant, ...]:
+    k = KEYPOINTS[game]
+    return (
+        Variant(f"{game}/permakey-cpu-track", "permakey", game, k, noise="both",
+                preset="cpu-track", curve=CURVE),
+        Variant(f"{game}/permakey-paper", "permakey", game, k, noise="both", preset="paper",
+                curve=PAPER_CURVE),
+        Variant(f"{game}/transporter", "transporter", game, k, noise="both", curve=CURVE),
+    )  # fmt: skip
+
+
+# The Noisy Atari mechanism (issue 17): PermaKey (cpu-track) on MsPacman with bars "both" at
+# the scale's budget, changing one detail at a time against "base" (area resize, bars after
+# it, 5 px, the paper's purple, every frame noisy); "base-seed1" shows the spread of seeds.
+MECHANISM_GAME = "MsPacman"
+SECOND_COLOUR = (0, 255, 0)  # green: far from the paper's purple and from MsPacman's palette
+
+
+def _mechanism(name: str, resize: str = DEFAULT_RESIZE, seed: int = 0, **train: Any) -> Variant:
+    game = MECHANISM_GAME
+    return Variant(name, "permakey", game, KEYPOINTS[game], seed=seed, noise="both",
+                   preset="cpu-track", train=tuple(train.items()), resize=resize)  # fmt: skip
+
+
+MECHANISM = (
+    _mechanism("base"),
+    _mechanism("base-seed1", seed=1),
+    _mechanism("resize-nearest", resize="nearest"),
+    _mechanism("resize-authors", resize="authors"),
+    _mechanism("before-resize", noise_before_resize=True),
+    _mechanism("width3", noise_width=3),
+    _mechanism("width8", noise_width=8),
+    _mechanism("colour-green", noise_colour=list(SECOND_COLOUR)),
+    _mechanism("random-colour", noise_random_colour=True),
+    _mechanism("share0.5", noise_share=0.5),
+)
 
 
 def _kernel_variant(kernel: int, stride: int) -> Variant:
@@ -241,6 +323,22 @@ EXPERIMENTS: dict[str, Experiment] = {
             "kernel-size",
             "Encoder first-layer kernel 4 vs larger kernels and stride 2 (SpaceInvaders, K = 25)",
             tuple(_kernel_variant(k, s) for k, s in KERNELS),
+        ),
+        Experiment(
+            "noisy-curve",
+            "Noisy Atari against training steps: distractor share and F1 on noisy and clean "
+            "frames of PermaKey (cpu-track, paper) and Transporter after 1, 2, 4, 8 step "
+            "budgets (paper: 1, 2, 4), bars both, MsPacman, MontezumaRevenge, SpaceInvaders",
+            tuple(v for game in CURVE_GAMES for v in _curve_variants(game)),
+            clean_too=True,
+        ),
+        Experiment(
+            "noisy-mechanism",
+            "Noisy Atari details one at a time (PermaKey cpu-track, MsPacman, bars both): "
+            "resize area / nearest / the authors', bars before the resize, width 3 / 5 / 8, "
+            "another colour, a random colour per frame, half the frames noisy",
+            MECHANISM,
+            clean_too=True,
         ),
     )
 }

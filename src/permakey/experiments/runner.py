@@ -38,7 +38,13 @@ from permakey.experiments.plan import ExperimentPlan, GroupPlan, RunPlan
 from permakey.experiments.steps import INTERRUPTED, USER_ERROR, Step, run_step
 from permakey.fileio import write_text_atomic
 from permakey.locks import held, hold_folder, lend
-from permakey.runs.folder import RUN_JSON, last_checkpoint, read_run_json
+from permakey.runs.folder import (
+    RUN_JSON,
+    last_checkpoint,
+    read_run_json,
+    snapshot_path,
+    snapshot_step,
+)
 
 # Statuses after which a run is complete: nothing to resume.
 DONE = ("finished", "early-stopped", "stopped")
@@ -222,12 +228,13 @@ def run_minutes(run: RunPlan, plan: ExperimentPlan, rates: Rates) -> float:
 
     scale = plan.scale
     method = run.variant.method
-    rate = rates.rate(method, scale.preset)
+    preset = run.options["preset"]
+    rate = rates.rate(method, preset)
     # Up to the maximum epochs (early stopping may end a run sooner) or the step budget.
     items = scale.epochs * scale.train_frames
-    if scale.max_steps is not None:
-        batch = get_method(method).presets[scale.preset].batch_size
-        items = min(items, scale.max_steps[method] * batch)
+    steps = run.runtime.get("max_steps")
+    if steps is not None:
+        items = min(items, steps * get_method(method).presets[preset].batch_size)
     return items / rate / 60 + scale.overhead_min
 
 
@@ -357,6 +364,15 @@ def _newer_than(path: Path, inputs: Sequence[Path]) -> bool:
     return all(p.exists() and p.stat().st_mtime <= mtime for p in inputs)
 
 
+def group_inputs(group: GroupPlan) -> list[Path]:
+    """The files a group's evaluation and figures are made from: each run's run.json, or the
+    snapshot of a curve point (which does not change when the run trains on)."""
+    step = snapshot_step(group.weights)
+    if step is None:
+        return [r.path / RUN_JSON for r in group.runs]
+    return [snapshot_path(r.path, step) for r in group.runs]
+
+
 def _label(*parts: str) -> str:
     return "-".join(p.replace("/", "-") for p in parts)
 
@@ -369,15 +385,24 @@ def write_table(group: GroupPlan) -> None:
 
 
 def write_tables(plan: ExperimentPlan) -> Path:
-    """Gathers every group's table, with its dataset and figures, into OUT/<experiment>/tables.md."""
+    """Gathers every group's table, with its dataset and figures, into OUT/<experiment>/tables.md;
+    first, for an experiment with ``clean_too``, each game's summary (`summary.summary_table`)."""
     lines = [f"# {plan.experiment.name} ({plan.scale.name} scale)", "", plan.experiment.reproduces]
+    if plan.experiment.clean_too:
+        from permakey.experiments.summary import summary_table
+
+        for game in dict.fromkeys(run.variant.game for run in plan.runs):
+            table = summary_table(plan, game)
+            if table is not None:
+                lines += ["", f"## {game}: every run", "", table]
     for group in plan.groups:
         lines += [
             "",
             f"## {group.name}",
             "",
-            f"Dataset {group.data.path.name}; noise {group.noise}; figures in "
-            f"figures/{group.name}/; JSON in {group.evaluation.name}.",
+            f"Dataset {group.data.path.name}; noise {group.noise}; weights {group.weights}; "
+            + (f"figures in figures/{group.name}/; " if group.show is not None else "")
+            + f"JSON in {group.evaluation.name}.",
             "",
             group.table.read_text().rstrip(),
         ]
@@ -466,12 +491,14 @@ def run_plan(
             print(f"group {group.name}: not evaluated, runs incomplete or diverged: {statuses}")
             continue
         ready.append(group)
-        inputs = [r.path / RUN_JSON for r in group.runs]
+        inputs = group_inputs(group)
         label = _label("evaluate", group.name)
         if _newer_than(group.evaluation, inputs):
             print(f"evaluation {group.evaluation}: up to date, kept")
         else:
             evaluations.append((label, group.evaluate, logs / f"{label}.log"))
+        if group.show is None:
+            continue
         label = _label("show", group.name)
         if _newer_than(group.figures, inputs):
             print(f"figures {group.figures}: up to date, kept")

@@ -84,6 +84,10 @@ def evaluate(
     noise: str = "none",
     weights: str = "best",
     device: str = "auto",
+    noise_width: int = 5,
+    noise_colour: Sequence[int] = (128, 0, 255),
+    noise_random_colour: bool = False,
+    noise_before_resize: bool = False,
 ) -> EvaluationResult:
     """Evaluates runs together on a dataset's test split and writes the result as JSON.
 
@@ -92,22 +96,23 @@ def evaluate(
         data: the dataset folder.
         out: the JSON file to write (atomically).
         noise: Noisy Atari kind painted over the frames, or "none".
-        weights: "best" or "last" weights of every run.
+        weights: "best", "last" or "step-N" weights of every run.
         device: "cpu", "cuda", "mps" or "auto" (the best available).
+        noise_width: bar thickness in stored pixels.
+        noise_colour: bar RGB colour, each 0-255.
+        noise_random_colour: a fresh bar colour per frame.
+        noise_before_resize: bars as if painted before the dataset's resize.
 
     Returns:
         The result of `permakey.evaluation.evaluate.evaluate_runs`; its table is printed.
     """
-    from permakey.data.noise import NoiseConfig
+    from permakey.data.datasets import dataset_noise
     from permakey.evaluation.evaluate import evaluate_runs, format_table, write_result
 
-    result = evaluate_runs(
-        runs,
-        data,
-        noise=NoiseConfig(kind=noise),
-        weights=weights,
-        device=device,
+    bars = dataset_noise(
+        data, noise, noise_width, tuple(noise_colour), noise_random_colour, noise_before_resize
     )
+    result = evaluate_runs(runs, data, noise=bars, weights=weights, device=device)
     write_result(out, result)
     print(format_table(result))
     print(f"\nwrote {out}")

@@ -11,6 +11,9 @@ Layout (ARCHITECTURE.md, "Run folder")::
         last.safetensors    its weights
         state.pt            its optimiser, RNG and early-stopping state (plain tensors and
                             containers, loaded with weights_only=True)
+    RUN/snapshots/step-NNNNNNNN.safetensors
+                            weights kept at the steps of ``snapshot_steps`` (never removed;
+                            loaded as ``which="step-N"``)
     RUN/metrics.jsonl       one JSON object per logged training window and per validation
     RUN/tb/                 TensorBoard event files
 
@@ -49,6 +52,8 @@ METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 CHECKPOINTS = "checkpoints"
 LAST = "last.safetensors"
+SNAPSHOTS = "snapshots"
+# Which weights of a run: these two, or "step-N", the snapshot kept at step N.
 WEIGHTS = ("best", "last")
 FORMAT = "permakey-run"
 FORMAT_VERSION = 1
@@ -99,11 +104,35 @@ def last_checkpoint(run: str | Path) -> Checkpoint | None:
     return None
 
 
+def snapshot_path(run: str | Path, step: int) -> Path:
+    """RUN/snapshots/step-NNNNNNNN.safetensors, the weights kept at ``step``."""
+    return Path(run) / SNAPSHOTS / f"step-{step:08d}.safetensors"
+
+
+def snapshot_step(which: str) -> int | None:
+    """N of weights named "step-N" (N >= 1), else None."""
+    match = _CHECKPOINT.match(which)
+    return int(match[1]) if match and int(match[1]) >= 1 else None
+
+
+def check_weights(which: str) -> str:
+    """``which`` if it names weights of a run ("best", "last" or "step-N").
+
+    Raises:
+        ValueError: it does not.
+    """
+    if which not in WEIGHTS and snapshot_step(which) is None:
+        raise ValueError(f"which must be one of {list(WEIGHTS)} or step-N (N >= 1), got {which!r}")
+    return which
+
+
 def weights_path(run: str | Path, which: str) -> Path:
     """The weights file of ``which``: "best" is RUN/best.safetensors, "last" the last
-    checkpoint's (RUN/last.safetensors where there is no checkpoint)."""
-    if which not in WEIGHTS:
-        raise ValueError(f"which must be one of {list(WEIGHTS)}, got {which!r}")
+    checkpoint's (RUN/last.safetensors where there is no checkpoint), "step-N" the snapshot
+    of step N."""
+    step = snapshot_step(check_weights(which))
+    if step is not None:
+        return snapshot_path(run, step)
     if which == "last":
         checkpoint = last_checkpoint(run)
         return checkpoint.weights if checkpoint else Path(run) / LAST
@@ -197,7 +226,7 @@ class FrameSpec:
 
     Attributes:
         size: S, frames are S x S (84).
-        resize: how raw frames were resized to S x S: "area" or "nearest".
+        resize: how raw frames were resized to S x S: "area", "nearest" or "authors".
         channels: channel order, "RGB".
         game: the game the model was trained on; None where unknown (synthetic data).
     """

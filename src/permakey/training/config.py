@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNTIME_FIELDS = frozenset(
     {
         "epochs", "time_budget", "max_steps", "device", "workers", "in_memory", "progress",
-        "checkpoint_every", "checkpoint_minutes", "track",
+        "checkpoint_every", "checkpoint_minutes", "track", "snapshot_steps",
     }
 )  # fmt: skip
 # Experiment trackers beside TensorBoard (`training.tracking`; "wandb" needs the `track` extra).
@@ -64,6 +64,14 @@ class TrainConfig(JsonConfig):
     """width of the Noisy Atari bars in pixels of the 84 x 84 frame"""
     noise_colour: tuple[int, int, int] = (128, 0, 255)
     """RGB colour of the Noisy Atari bars"""
+    # Options for the controlled Noisy Atari runs, none of them in the paper (whose bars are
+    # on every frame, in one colour, painted after the resize): `permakey.data.noise`.
+    noise_share: float = 1.0
+    """share of training and validation frames with bars, each frame drawn afresh every epoch (not in the paper, which puts bars on every frame: 1)"""
+    noise_random_colour: bool = False
+    """a fresh bar colour per frame, uniform over the RGB cube, instead of --noise-colour (not in the paper)"""
+    noise_before_resize: bool = False
+    """paint the bars as if on the raw 210 x 160 frame before the dataset's resize, emulated from the stored frame (not in the paper, which paints them after the resize)"""
     precision: str = "fp32"
     """fp32; bf16 autocast (error maps and losses stay float32); or auto: bf16 where the device multiplies bf16 natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32"""
     channels_last: bool = False
@@ -97,9 +105,12 @@ class TrainConfig(JsonConfig):
     """minutes between two checkpoints inside an epoch, whichever of this and --checkpoint-every comes first; unset: by steps only"""
     track: str = "none"
     """also log losses, keypoint pictures and the final state to an experiment tracker: none or wandb (Weights & Biases, the `track` extra; WANDB_MODE=offline logs without a network)"""
+    snapshot_steps: tuple[int, ...] = ()
+    """optimiser steps after which the weights are also kept, in RUN/snapshots/step-NNNNNNNN.safetensors, never removed (one run observed at several budgets: `permakey evaluate --weights step-N`)"""
 
     def __post_init__(self) -> None:
         self.noise_colour = tuple(self.noise_colour)  # JSON gives a list
+        self.snapshot_steps = tuple(self.snapshot_steps)
         for name, choices in (
             ("noise", NOISE_KINDS),
             ("lr_decay", DECAYS),
@@ -125,6 +136,11 @@ class TrainConfig(JsonConfig):
                 _check(name, getattr(self, name), float, minimum=0.0, strict=True)
         if len(self.noise_colour) != 3 or not all(0 <= c <= 255 for c in self.noise_colour):
             raise ValueError(f"noise_colour must be 3 values in [0, 255], got {self.noise_colour}")
+        _check("noise_share", self.noise_share, float, minimum=0.0)
+        if self.noise_share > 1:
+            raise ValueError(f"noise_share must be in [0, 1], got {self.noise_share!r}")
+        for step in self.snapshot_steps:
+            _check("snapshot_steps entry", step, int, minimum=1)
 
 
 def _check(name: str, value: Any, kind: type, minimum: float, strict: bool = False) -> None:

@@ -9,7 +9,8 @@ condition is a plain value: the `Stopper`'s reason after each step, or None.
 
 Checkpoints: one at the start (step 0, with the run folder), one every ``checkpoint_every``
 steps or ``checkpoint_minutes`` minutes inside an epoch, one at each epoch's end and one at a
-resumable stop; a kill loses at most the work since the last. The main process holds the run
+resumable stop; a kill loses at most the work since the last. Snapshots (weights only, kept):
+after each step of ``snapshot_steps``, the same weights a run with that step budget ends with. The main process holds the run
 folder's lock (`permakey.locks`) for the whole call, so that no other process writes it.
 
 Exact resume: the data order of an epoch is a function of (seed, epoch), a checkpoint records
@@ -675,6 +676,8 @@ def _train_epoch(tr: _Training, stopper: Stopper) -> str | None:
             check_finite(losses, where, tr.run.path, tr.saved_step)
             position.step += 1
             position.batch += 1
+            if position.step in cfg.snapshot_steps and tr.procs.is_main:
+                tr.run.save_snapshot(tr.model, position.step)
             window.add(losses, cfg.batch_size)
             bar.update()
             if position.step % cfg.log_every == 0 or position.batch == data.steps_per_epoch:

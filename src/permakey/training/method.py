@@ -16,8 +16,22 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from permakey.data.datasets import dataset_noise
+from permakey.data.noise import NoiseConfig
 from permakey.training.config import TrainConfig
 from permakey.training.optim import ParamGroup
+
+
+def training_noise(cfg: TrainConfig) -> NoiseConfig:
+    """The Noisy Atari bars a run's training and validation frames get (every method's)."""
+    return dataset_noise(
+        cfg.data,
+        cfg.noise,
+        cfg.noise_width,
+        cfg.noise_colour,
+        cfg.noise_random_colour,
+        cfg.noise_before_resize,
+    )
 
 
 class ModelOutput(Protocol):

@@ -11,11 +11,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from permakey.data.datasets import FrameDataset
 from permakey.data.frames import to_float
-from permakey.data.noise import NoiseConfig
 from permakey.devices import autocast
 from permakey.models import permakey as model_lib
 from permakey.models.permakey import PermaKey, PermaKeyConfig, PermaKeyOutput
 from permakey.training.config import PRESETS, PermaKeyTrainConfig, TrainConfig
+from permakey.training.method import training_noise
 from permakey.training.optim import ParamGroup
 from permakey.visualisation.figures import training_pictures
 
@@ -37,10 +37,17 @@ class PermaKeyMethod:
         return PermaKey(model_config)
 
     def datasets(self, cfg: TrainConfig) -> tuple[FrameDataset, FrameDataset]:
-        noise = NoiseConfig(cfg.noise, cfg.noise_width, cfg.noise_colour)
-        return (
-            FrameDataset(cfg.data, "train", noise, noise_seed=cfg.seed, in_memory=cfg.in_memory),
-            FrameDataset(cfg.data, "val", noise, noise_seed=cfg.seed + 1, in_memory=cfg.in_memory),
+        noise = training_noise(cfg)
+        return tuple(
+            FrameDataset(
+                cfg.data,
+                split,
+                noise,
+                noise_seed=cfg.seed + offset,
+                in_memory=cfg.in_memory,
+                noise_share=cfg.noise_share,
+            )
+            for split, offset in (("train", 0), ("val", 1))
         )
 
     def param_groups(self, model: PermaKey, cfg: PermaKeyTrainConfig) -> list[ParamGroup]:

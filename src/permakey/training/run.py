@@ -50,6 +50,7 @@ from permakey.runs.folder import (
     last_checkpoint,
     load_weights,
     read_run_json,
+    snapshot_path,
     weights_path,
 )
 
@@ -153,6 +154,15 @@ class RunFolder:
         path = weights_path(self.path, "best")
         data = _weights_bytes(model, step)
         with self.writing(path):
+            write_bytes_atomic(path, data)
+
+    def save_snapshot(self, model: nn.Module, step: int) -> None:
+        """Writes the weights of ``step`` to RUN/snapshots/step-NNNNNNNN.safetensors atomically
+        (again with the same weights where a resumed run repeats the step)."""
+        path = snapshot_path(self.path, step)
+        data = _weights_bytes(model, step)
+        with self.writing(path):
+            path.parent.mkdir(exist_ok=True)
             write_bytes_atomic(path, data)
 
     def save_checkpoint(self, model: nn.Module, state: dict[str, Any]) -> None:

@@ -10,10 +10,10 @@ from torch import nn
 
 from permakey.data.datasets import PairDataset
 from permakey.data.frames import to_float
-from permakey.data.noise import NoiseConfig
 from permakey.models import transporter as model_lib
 from permakey.models.transporter import Transporter, TransporterConfig, TransporterOutput
 from permakey.training.config import PRESETS, TrainConfig, TransporterTrainConfig
+from permakey.training.method import training_noise
 from permakey.training.optim import ParamGroup
 from permakey.visualisation.figures import training_pictures
 
@@ -36,7 +36,7 @@ class TransporterMethod:
 
     def datasets(self, cfg: TransporterTrainConfig) -> tuple[PairDataset, PairDataset]:
         # The bars of source and target are drawn independently: they depend on the frame index.
-        noise = NoiseConfig(cfg.noise, cfg.noise_width, cfg.noise_colour)
+        noise = training_noise(cfg)
         return tuple(
             PairDataset(
                 cfg.data,
@@ -46,6 +46,7 @@ class TransporterMethod:
                 noise_seed=cfg.seed + offset,
                 in_memory=cfg.in_memory,
                 seed=cfg.seed + offset,
+                noise_share=cfg.noise_share,
             )
             for split, offset in (("train", 0), ("val", 1))
         )
