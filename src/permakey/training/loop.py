@@ -10,8 +10,9 @@ condition is a plain value: the `Stopper`'s reason after each step, or None.
 Checkpoints: one at the start (step 0, with the run folder), one every ``checkpoint_every``
 steps or ``checkpoint_minutes`` minutes inside an epoch, one at each epoch's end and one at a
 resumable stop; a kill loses at most the work since the last. Snapshots (weights only, kept):
-after each step of ``snapshot_steps``, the same weights a run with that step budget ends with. The main process holds the run
-folder's lock (`permakey.locks`) for the whole call, so that no other process writes it.
+after each step of ``snapshot_steps``, the same weights a run with that step budget ends with.
+The main process holds the run folder's lock (`permakey.locks`) for the whole call, so that no
+other process writes it.
 
 Exact resume: the data order of an epoch is a function of (seed, epoch), a checkpoint records
 the position inside the epoch, the learning rate is a function of the step, and state.pt holds
