@@ -132,6 +132,46 @@ def test_the_parts_cover_exactly_the_grown_bars(kind, width):
         assert not (labels == PARTS.index("interior")).any()
 
 
+@pytest.mark.parametrize("resize", ["nearest", "area", "authors"])
+def test_the_parts_of_bars_drawn_before_the_resize_are_the_mask_of_the_same_bars(resize):
+    # Float positions (multiples of 0.4 rows, 0.525 columns), whose edges fall between pixels.
+    noise = NoiseConfig("both", width=5, before_resize=resize)
+    bars = draw_bars(np.random.default_rng(3), 50, H, W, noise)
+    assert (bars != np.round(bars)).any()
+    labels = error_mass.bar_parts(bars, noise, H, W, np.zeros((50, H, W), dtype=bool))
+    assert np.array_equal(labels < OUTSIDE, bar_mask(bars, H, W, noise, margin=2))
+    # The interior of a horizontal bar: its painted rows whose neighbours are painted too.
+    horizontal = np.stack([bars[:, 0], np.full(50, -1.0)], axis=1)
+    labels = error_mass.bar_parts(horizontal, noise, H, W, np.zeros((50, H, W), dtype=bool))
+    painted = bar_mask(horizontal, H, W, noise)[:, :, 30]  # (50, H), away from the ends
+    between = painted[:, 1:-1] & painted[:, :-2] & painted[:, 2:]
+    assert np.array_equal(labels[:, 1:-1, 30] == PARTS.index("interior"), between)
+    assert (between.sum(axis=1) == 3).all()
+
+
+@pytest.mark.parametrize(
+    ("row", "part"),
+    [
+        (8, None),  # the grown bar covers centres in [8.8, 17.8): rows 9 to 17
+        (9, "edges"),
+        (11, "edges"),  # painted: centres in [10.8, 15.8), rows 11 to 15
+        (12, "interior"),
+        (14, "interior"),
+        (15, "edges"),
+        (17, "edges"),
+        (18, None),
+    ],
+)
+def test_a_bar_between_pixels_has_its_parts_where_its_mask_is(row, part):
+    noise = NoiseConfig("horizontal", width=5, before_resize="nearest")
+    bars = np.array([[27 * 84 / 210, -1.0]])  # raw row 27: stored row 10.8
+    assert bar_mask(bars, H, W, noise, margin=2)[0, row, 30] == (part is not None)
+    stack = np.zeros((1, 1, H, W))
+    stack[0, 0, row, 30] = 1.0
+    mass = measure(stack, bars, noise)
+    assert [name for name, p in mass.parts.items() if p.summed == 1.0] == ([part] if part else [])
+
+
 def test_box_pixels_take_the_pixels_whose_centre_is_inside():
     offsets = np.array([3, 5, 5, 6])  # frames 0, 1 (no objects), 2; boxes from index 3
     boxes = np.array([[10.0, 20.0, 4.0, 6.0], [40.2, 0.0, 0.5, 2.0], [80.0, 80.0, 9.0, 9.0]])

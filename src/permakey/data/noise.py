@@ -174,13 +174,41 @@ def frame_bars(
     return bars
 
 
+def bar_bands(
+    bars: np.ndarray, height: int, width: int, cfg: NoiseConfig, margin: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of each frame's horizontal bar and the columns of its vertical bar, optionally
+    grown by a margin: the two bands whose union is `bar_mask`.
+
+    A row (column) is in its band where its centre lies in [start - margin, start + width +
+    margin): for whole-pixel bars, exactly the rows (columns) painted; for bars drawn before the
+    resize (float starts), the rows (columns) whose centre the bar covers, as many.
+
+    Args:
+        bars: (N, 2) as from `draw_bars` (int, or float for bars drawn before the resize).
+        height: frame height in pixels.
+        width: frame width in pixels.
+        cfg: the noise configuration (gives the bar width).
+        margin: pixels to grow each bar by on both sides (>= 0).
+
+    Returns:
+        (N, H) bool rows of the horizontal bar and (N, W) bool columns of the vertical bar;
+        all False where the frame has no such bar.
+    """
+    bars = np.asarray(bars).reshape(-1, 2)
+    rows = np.arange(height) + 0.5
+    cols = np.arange(width) + 0.5
+    top, left = bars[:, :1], bars[:, 1:]  # (N, 1)
+    in_rows = (top >= 0) & (rows >= top - margin) & (rows < top + cfg.width + margin)  # (N, H)
+    in_cols = (left >= 0) & (cols >= left - margin) & (cols < left + cfg.width + margin)  # (N, W)
+    return in_rows, in_cols
+
+
 def bar_mask(
     bars: np.ndarray, height: int, width: int, cfg: NoiseConfig, margin: int = 0
 ) -> np.ndarray:
-    """The pixels covered by each frame's bars, optionally grown by a margin.
-
-    A pixel is covered where its centre lies in [start - margin, start + width + margin): for
-    whole-pixel bars, exactly the pixels painted.
+    """The pixels covered by each frame's bars, optionally grown by a margin: the pixels in the
+    row band or the column band of `bar_bands`.
 
     Args:
         bars: (N, 2) as from `draw_bars` (int, or float for bars drawn before the resize).
@@ -192,12 +220,7 @@ def bar_mask(
     Returns:
         (N, H, W) bool.
     """
-    bars = np.asarray(bars).reshape(-1, 2)
-    rows = np.arange(height) + 0.5
-    cols = np.arange(width) + 0.5
-    top, left = bars[:, :1], bars[:, 1:]  # (N, 1)
-    in_rows = (top >= 0) & (rows >= top - margin) & (rows < top + cfg.width + margin)  # (N, H)
-    in_cols = (left >= 0) & (cols >= left - margin) & (cols < left + cfg.width + margin)  # (N, W)
+    in_rows, in_cols = bar_bands(bars, height, width, cfg, margin)
     return in_rows[:, :, None] | in_cols[:, None, :]
 
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from permakey.data.noise import NoiseConfig, bar_mask
+from permakey.data.noise import NoiseConfig, bar_bands
 from permakey.evaluation.results import BarErrorMass, PartShare
 
 PARTS = ("crossing", "ends", "sprites", "edges", "interior")
@@ -66,11 +66,13 @@ SPRITES_FROM_BOXES = "object boxes"
 SPRITES_FROM_BACKGROUND = "differs from the background mode"
 
 
-def _interior(start: np.ndarray, bar_width: int, size: int) -> np.ndarray:
-    """(N, size) bool: positions strictly between a bar's first and last row (column)."""
-    position = np.arange(size)
-    start = start[:, None]  # (N, 1)
-    return (start >= 0) & (position > start) & (position < start + bar_width - 1)
+def _interior(band: np.ndarray) -> np.ndarray:
+    """(N, S) bool: the positions of a (N, S) bool bar band whose neighbours on both sides
+    are in the band too (the bar's first and last row or column, and the frame's border, are
+    not)."""
+    inside = np.zeros_like(band)
+    inside[:, 1:-1] = band[:, :-2] & band[:, 1:-1] & band[:, 2:]
+    return inside
 
 
 def bar_parts(
@@ -84,9 +86,15 @@ def bar_parts(
 ) -> np.ndarray:
     """The part of the grown bars each pixel lies in (see the module's docstring).
 
+    The grown bars and the bars' interior come from the bands of
+    `permakey.data.noise.bar_bands` (the pixels whose centre a bar, grown or not, covers),
+    for whole-pixel bars and for the float positions of bars drawn before the resize alike:
+    the parts hold exactly the pixels of `bar_mask` for the same bars, none off by a pixel.
+
     Args:
-        bars: (N, 2) int, top row of the horizontal bar and left column of the vertical bar,
-            -1 where absent (`permakey.data.noise.draw_bars`).
+        bars: (N, 2) top row of the horizontal bar and left column of the vertical bar in
+            stored pixels, -1 where absent (`permakey.data.noise.draw_bars`: int, or float
+            for bars drawn before the resize).
         noise: the noise configuration (gives the bar width).
         height: frame height H.
         width: frame width W.
@@ -99,15 +107,14 @@ def bar_parts(
         grown bars. The labels below `OUTSIDE` are exactly ``bar_mask(bars, H, W, noise,
         margin)``.
     """
-    bars = np.asarray(bars, dtype=np.int64).reshape(-1, 2)
-    horizontal_only = np.stack([bars[:, 0], np.full(len(bars), -1)], axis=1)  # (N, 2)
-    vertical_only = np.stack([np.full(len(bars), -1), bars[:, 1]], axis=1)  # (N, 2)
-    on_horizontal = bar_mask(horizontal_only, height, width, noise, margin)  # (N, H, W)
-    on_vertical = bar_mask(vertical_only, height, width, noise, margin)  # (N, H, W)
-    on_bars = on_horizontal | on_vertical
+    grown_rows, grown_cols = bar_bands(bars, height, width, noise, margin)  # (N, H), (N, W)
+    painted_rows, painted_cols = bar_bands(bars, height, width, noise)
+    on_horizontal = np.broadcast_to(grown_rows[:, :, None], (len(grown_rows), height, width))
+    on_vertical = np.broadcast_to(grown_cols[:, None, :], on_horizontal.shape)
+    on_bars = on_horizontal | on_vertical  # (N, H, W)
     interior = (
-        _interior(bars[:, 0], noise.width, height)[:, :, None]  # (N, H, 1)
-        | _interior(bars[:, 1], noise.width, width)[:, None, :]  # (N, 1, W)
+        _interior(painted_rows)[:, :, None]  # (N, H, 1)
+        | _interior(painted_cols)[:, None, :]  # (N, 1, W)
     )
     end_cols = (np.arange(width) < end_px) | (np.arange(width) >= width - end_px)  # (W,)
     end_rows = (np.arange(height) < end_px) | (np.arange(height) >= height - end_px)  # (H,)

@@ -237,7 +237,8 @@ def score_keypoints(
     Args:
         keypoints: (N, K, 2) float, (row, col) pixels.
         truth: the objects of the N frames; None when the dataset has none.
-        bars: (N, 2) int bar positions, or None for clean frames.
+        bars: (N, 2) bar positions in stored pixels (`permakey.data.noise.draw_bars`: int, or
+            float for bars drawn before the resize), or None for clean frames.
         bar_width: bar width in pixels (unused without bars).
         episode: (N,) int episode of each frame.
         step: (N,) int step within the episode.

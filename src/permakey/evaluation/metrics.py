@@ -14,9 +14,10 @@ Conventions (shared by every function here):
   ``x - r <= col + 0.5 <= x + w + r`` (closed on both sides). So with r = 0 a keypoint on the
   centre of any pixel that the box overlaps by at least half a pixel counts, and one a hair
   beyond ``y + h + r`` does not.
-- **Bars** (Noisy Atari): ``(N, 2)`` int, the top row of the horizontal bar and the left
-  column of the vertical bar, -1 where absent; a bar of width ``b`` covers rows (columns)
-  ``[top, top + b]`` in edge coordinates, and is grown by r exactly like a box.
+- **Bars** (Noisy Atari): ``(N, 2)``, the top row of the horizontal bar and the left
+  column of the vertical bar, -1 where absent (int; float for bars drawn before the resize);
+  a bar of width ``b`` covers rows (columns) ``[top, top + b]`` in edge coordinates, and is
+  grown by r exactly like a box.
 - **Aggregation over frames is micro**: recall is the number of found objects over the number
   of objects of all frames of the split; precision, distractor share and border share are
   counts of keypoints over all keypoints of all frames. Frames without any counted object
@@ -192,8 +193,8 @@ def bar_hits(keypoints: np.ndarray, bars: np.ndarray, bar_width: float, r: float
 
     Args:
         keypoints: (N, K, 2) float, (row, col) pixels.
-        bars: (N, 2) int, top row of the horizontal bar and left column of the vertical bar,
-            -1 where absent.
+        bars: (N, 2) int or float, top row of the horizontal bar and left column of the
+            vertical bar, -1 where absent.
         bar_width: bar width in pixels.
         r: margin in pixels.
     """
