@@ -129,10 +129,34 @@ def test_a_file_without_objects_has_no_object_metrics():
     assert loaded.dataset is None and loaded.code is None
     table = format_table(loaded)
     assert f"| F1@2                              | {NO_GROUND_TRUTH}" in table
-    assert table.endswith("6 frames, noise both (seed 3)")
+    assert table.endswith(
+        "6 frames, noise both (5 px, colour 128 0 255, painted after the resize; seed 3)"
+    )
     written = loaded.to_json()
     assert written["columns"][0]["metrics"]["per_category"] == NO_GROUND_TRUTH
     assert written == {**json.loads(NO_OBJECTS_NOISY.read_text()), **_format_entries()}
+
+
+def test_bars_of_a_random_colour_and_before_the_resize_are_recorded_and_shown():
+    from permakey.data.noise import NoiseConfig
+
+    config = NoiseConfig("vertical", 3, (1, 2, 3), random_colour=True, before_resize="area")
+    noise = Noise.from_config(config, 7)
+    assert noise == Noise("vertical", 3, None, 7, random_colour=True, before_resize="area")
+    written = replace(result(), noise=noise).to_json()
+    assert written["noise"] == {
+        "kind": "vertical", "width": 3, "colour": None, "seed": 7,
+        "random_colour": True, "before_resize": "area",
+    }  # fmt: skip
+    loaded = EvaluationResult.from_json(json.loads(json.dumps(written)))
+    assert loaded.noise == noise
+    assert (
+        "\n3 frames, noise vertical (3 px, a random colour per frame, painted before the area "
+        "resize; seed 7); categories: default for Pong"
+    ) in format_table(loaded)
+    # The paper's bars write what files from before these fields hold.
+    paper = Noise.from_config(NoiseConfig("both"), 4)
+    assert paper.to_json() == {"kind": "both", "width": 5, "colour": [128, 0, 255], "seed": 4}
 
 
 def test_write_then_read(tmp_path):

@@ -709,10 +709,8 @@ def format_table(result: EvaluationResult) -> str:
             f"\nseed stability ({', '.join(group.runs)}): "
             f"mean matched distance {group.mean_matched_distance_px:.2f} px"
         )
-    noise = result.noise
     lines.append(
-        f"\n{result.frames} frames, noise {noise.kind}"
-        + (f" (seed {noise.seed})" if noise.seed is not None else "")
+        f"\n{result.frames} frames, noise {result.noise.describe()}"
         + (f"; categories: {result.categories.source}" if result.categories else "")
         + (f"; tracks: {result.identities}" if result.identities else "")
         + (

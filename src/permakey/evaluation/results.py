@@ -419,14 +419,22 @@ class Noise:
     Attributes:
         kind: "none", "horizontal", "vertical" or "both".
         width: bar thickness in pixels; None for clean frames.
-        colour: RGB, each 0-255; None for clean frames.
+        colour: RGB, each 0-255; None for clean frames and for a random colour per frame.
         seed: seed of the bar positions; None for clean frames.
+        random_colour: each frame's bars in a colour of their own (not in the paper).
+        before_resize: the resize method the bars were painted before, as if on the raw
+            frame (not in the paper); None: painted on the stored frame, the paper's.
+
+    In the file, ``random_colour`` and ``before_resize`` are written only where they are not
+    the paper's: files from before them, which lack them, read as the paper's bars.
     """
 
     kind: str = "none"
     width: int | None = None
     colour: tuple[int, int, int] | None = None
     seed: int | None = None
+    random_colour: bool = False
+    before_resize: str | None = None
 
     @classmethod
     def from_config(cls, config, seed: int) -> Noise:
@@ -434,20 +442,52 @@ class Noise:
         kind "none" alike as clean frames."""
         if config is None or config.kind == "none":
             return cls()
-        return cls(config.kind, config.width, tuple(config.colour), seed)
+        colour = None if config.random_colour else tuple(config.colour)
+        return cls(
+            config.kind, config.width, colour, seed, config.random_colour, config.before_resize
+        )
 
     @property
     def noisy(self) -> bool:
         return self.kind != "none"
 
+    def describe(self) -> str:
+        """The bars in words, e.g. "both (5 px, colour 128 0 255, painted after the resize;
+        seed 0)"; "none" for clean frames."""
+        if not self.noisy:
+            return self.kind
+        colour = (
+            "a random colour per frame"
+            if self.random_colour
+            else "colour " + " ".join(map(str, self.colour or ()))
+        )
+        stage = (
+            "painted after the resize"
+            if self.before_resize is None
+            else f"painted before the {self.before_resize} resize"
+        )
+        return f"{self.kind} ({self.width} px, {colour}, {stage}; seed {self.seed})"
+
     def to_json(self) -> dict:
         colour = None if self.colour is None else list(self.colour)
-        return {"kind": self.kind, "width": self.width, "colour": colour, "seed": self.seed}
+        out = {"kind": self.kind, "width": self.width, "colour": colour, "seed": self.seed}
+        if self.random_colour:
+            out["random_colour"] = True
+        if self.before_resize is not None:
+            out["before_resize"] = self.before_resize
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> Noise:
         colour = None if data["colour"] is None else tuple(data["colour"])
-        return cls(data["kind"], data["width"], colour, data["seed"])
+        return cls(
+            data["kind"],
+            data["width"],
+            colour,
+            data["seed"],
+            data.get("random_colour", False),
+            data.get("before_resize"),
+        )
 
 
 @dataclass(frozen=True)
