@@ -50,11 +50,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_run(folder: Path, kind: str, model_config: Any, seed: int, frames: bool = True) -> Path:
+def make_run(
+    folder: Path, kind: str, model_config: Any, seed: int, frames: bool = True, **train: Any
+) -> Path:
     """A real run folder of an untrained model, as `permakey train` writes it.
 
     ``best`` holds the initial weights (step 0), ``last`` weights that differ from them
-    (step 1). ``frames=False`` writes run.json as it was before it recorded its frames.
+    (step 1). ``frames=False`` writes run.json as it was before it recorded its frames;
+    ``train`` sets training options of its run.json (e.g. the bars it trained on).
     """
     method = get_method(kind)
     torch.manual_seed(seed)
@@ -63,7 +66,7 @@ def make_run(folder: Path, kind: str, model_config: Any, seed: int, frames: bool
     info = {
         "kind": kind,
         "model": model_config.to_dict(),
-        "train": method.config_class(seed=seed).to_dict(),
+        "train": method.config_class(seed=seed, **train).to_dict(),
     }
     if frames:
         info["frames"] = FrameSpec(model_config.image_size).to_json()

@@ -39,25 +39,48 @@ def _tiny_dataset(path, **meta):
     return write_dataset(path, {s: split for s in ("train", "val", "test")}, None, **meta)
 
 
-def test_evaluate_paints_the_bars_the_runs_were_trained_with(tmp_path):
+@pytest.mark.parametrize("command", ["evaluate", "show"])
+def test_evaluate_and_show_paint_the_bars_the_runs_were_trained_with(tmp_path, command):
+    from conftest import TINY_PERMAKEY, make_run
+
     from permakey.cli.runs_options import bars_from_args
     from permakey.data.noise import NoiseConfig
     from permakey.errors import UserError
 
     area = _tiny_dataset(tmp_path / "area", resize="area")
+    green = make_run(
+        tmp_path / "green", "permakey", TINY_PERMAKEY, 0, noise="both", noise_width=3,
+        noise_colour=(0, 255, 0), noise_before_resize=True,
+    )  # fmt: skip
+    clean = make_run(tmp_path / "clean", "permakey", TINY_PERMAKEY, 1, noise_width=8)
+    paper = make_run(tmp_path / "paper", "permakey", TINY_PERMAKEY, 2, noise="horizontal")
     parser = build_parser()
-    argv = ["evaluate", "RUN", "--data", str(area), "--noise", "both", "--weights", "step-360"]
-    args = parser.parse_args(argv)
-    assert bars_from_args(args) == NoiseConfig("both") and args.weights == "step-360"
-    more = ["--noise-width", "3", "--noise-colour", "1", "2", "3", "--noise-random-colour"]
-    args = parser.parse_args([*argv, *more, "--noise-before-resize"])
-    assert bars_from_args(args) == NoiseConfig("both", 3, (1, 2, 3), True, "area")
-    synthetic = _tiny_dataset(tmp_path / "synthetic")  # frames not resized from raw ones
-    args = parser.parse_args(
-        [*argv[:3], str(synthetic), "--noise", "both", "--noise-before-resize"]
+    out = ["--out", "figures"] if command == "show" else []
+
+    def bars(*argv, runs=(green, clean), data=area):
+        args = parser.parse_args([command, *map(str, runs), "--data", str(data), *out, *argv])
+        return bars_from_args(args)
+
+    # The bars of the run trained with bars; a run trained clean has no say.
+    assert bars("--noise", "both") == NoiseConfig("both", 3, (0, 255, 0), False, "area")
+    assert bars("--noise", "vertical", "--noise-width", "4", "--no-noise-before-resize") == (
+        NoiseConfig("vertical", 4, (0, 255, 0))
     )
+    assert bars("--noise", "both", runs=[clean]) == NoiseConfig("both")  # the paper's
+    assert bars("--noise", "both", "--noise-random-colour", runs=[clean]) == NoiseConfig(
+        "both", random_colour=True
+    )
+    assert bars("--noise", "none", runs=[green, tmp_path / "none"]) == NoiseConfig()  # unread
+    with pytest.raises(UserError, match=r"different noise_width \(3 and 5\): give --noise-width"):
+        bars("--noise", "both", "--noise-colour", "1", "2", "3", runs=[green, paper])
+    assert bars(
+        "--noise", "both", "--noise-width", "5", "--noise-colour", "1", "2", "3",
+        "--no-noise-before-resize", runs=[green, paper],
+    ) == NoiseConfig("both", 5, (1, 2, 3))  # fmt: skip
+    synthetic = _tiny_dataset(tmp_path / "synthetic")  # frames not resized from raw ones
+    assert bars("--noise", "both", runs=[clean], data=synthetic) == NoiseConfig("both")
     with pytest.raises(UserError, match="before the resize"):
-        bars_from_args(args)
+        bars("--noise", "both", runs=[green], data=synthetic)
 
 
 @pytest.mark.parametrize("weights", ["step-0", "step-", "step-3x", "first"])

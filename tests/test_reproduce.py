@@ -482,14 +482,23 @@ def test_noisy_mechanism_changes_one_detail_per_run(tmp_path):
     clean = groups["MsPacman-clean"]
     assert clean.noise == "none" and len(clean.runs) == 8  # every run on the area dataset
     assert groups["MsPacman-nearest-clean"].runs[0].variant.name == "resize-nearest"
-    # Figures only where `permakey show` paints the bars the runs trained on.
-    assert sorted(g.name for g in plan.groups if g.show is not None) == [
-        "MsPacman-authors-both", "MsPacman-both", "MsPacman-nearest-both",
+    # Figures of every group on the bars its runs trained on, painted as they were evaluated.
+    shown = {g.name: g for g in plan.groups if g.show is not None}
+    assert sorted(shown) == [
+        "MsPacman-authors-both", "MsPacman-both", "MsPacman-both-before-resize",
+        "MsPacman-both-colour0.255.0", "MsPacman-both-random-colour", "MsPacman-both-width3",
+        "MsPacman-both-width8", "MsPacman-nearest-both",
     ]  # fmt: skip
+    for group in shown.values():
+        bar_kwargs = {k: v for k, v in group.evaluate.kwargs.items() if k.startswith("noise")}
+        assert {k: group.show.kwargs[k] for k in bar_kwargs} == bar_kwargs
+    assert " --noise both --noise-width 3 " in command(shown["MsPacman-both-width3"].show)
+    random_colour = command(shown["MsPacman-both-random-colour"].show)
+    assert " --noise both --noise-random-colour " in random_colour
     fake = FakeSteps()
     assert run_plan(plan, workers=1, execute=fake) == 1  # the fake evaluations "fail"
     kinds = [s.kind for s in fake.calls]
-    assert kinds == ["collect"] * 3 + ["train"] * 10 + ["evaluate"] * 11 + ["show"] * 3
+    assert kinds == ["collect"] * 3 + ["train"] * 10 + ["evaluate"] * 11 + ["show"] * 8
 
 
 def _scores(on_bars: float | None, f1: float, mass: float | None = None) -> ColumnMetrics:

@@ -89,3 +89,20 @@ def test_loading_a_run_imports_no_training_code(tmp_path):
         [sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_bars_a_run_trained_on_read_from_run_json_and_pretrained_records(tmp_path):
+    from permakey.data.noise import NoiseConfig
+    from permakey.runs.bars import PAPER_LOOK, noise_for_runs, trained_look
+
+    # A run.json from before the random colour and the bars before the resize: the paper's.
+    older = {"train": {"noise": "vertical", "noise_width": 3, "noise_colour": [0, 255, 0]}}
+    assert trained_look(older) == {**PAPER_LOOK, "noise_width": 3, "noise_colour": (0, 255, 0)}
+    assert trained_look({"train": {"noise": "none", "noise_width": 3}}) is None
+    assert trained_look({"train": {}}) is None
+    data = tmp_path / "data"
+    data.mkdir()  # not read: the bars are painted on the stored frames
+    # The shipped models trained on clean frames: the paper's bars.
+    assert noise_for_runs(["pretrained:MsPacman"], data, "both") == NoiseConfig("both")
+    with pytest.raises(UserError, match="run folder .*missing.* does not exist"):
+        noise_for_runs([tmp_path / "missing"], data, "both")

@@ -109,6 +109,33 @@ def test_show_seeds_flag_groups_unrelated_runs(dataset, runs, tmp_path):
     assert (out / "figure3_seeds.png").is_file()
 
 
+def test_show_paints_the_bars_the_run_trained_on_unless_told(dataset, tmp_path):
+    green = (0, 255, 0)
+    run = make_run(
+        tmp_path / "tr", "transporter", TransporterConfig(num_keypoints=2), 0, noise="both",
+        noise_width=3, noise_colour=green,
+    )  # fmt: skip
+    common = [str(run), "--data", str(dataset), "--frames", "2", "--episode-frames", "0"]
+
+    def painted(*argv):
+        out = tmp_path / "figures"
+        assert _show(*common, "--out", str(out), "--overwrite", *argv) == 0
+        clean, noisy = _rgb(out / "figure2_clean.png"), _rgb(out / "figure2_noisy.png")
+        assert _bar_pixels(clean) == 0 and _bar_pixels(noisy) == 0  # never the paper's purple
+        return {
+            colour: (int(np.all(clean == colour, -1).sum()), int(np.all(noisy == colour, -1).sum()))
+            for colour in (green, (255, 255, 0))
+        }
+
+    # 2 frames x 2 rows of cells show the frame (image, keypoints), each cell 4x the frame: a
+    # 3 px cross covers 3 * 84 * 2 - 9 pixels of a frame, 16x that of a cell.
+    cross = (3 * 84 * 2 - 9) * 16
+    trained = painted()
+    assert trained[green][0] == 0 and 0.9 * 4 * cross < trained[green][1] <= 4 * cross
+    told = painted("--noise-width", "6", "--noise-colour", "255", "255", "0")
+    assert told[green] == (0, 0) and told[(255, 255, 0)][1] > 1.8 * trained[green][1]
+
+
 def test_show_runs_refuses_an_existing_folder_before_loading_anything(tmp_path):
     with pytest.raises(UserError, match="already exists"):
         show_runs([tmp_path / "no-run"], tmp_path / "no-data", tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from permakey.data.noise import NOISE_KINDS
 
@@ -49,51 +50,60 @@ def add_runs_arguments(parser: argparse.ArgumentParser, noise: str, noise_help: 
 
 def add_bar_arguments(parser: argparse.ArgumentParser) -> None:
     """--noise-width, --noise-colour, --noise-random-colour, --noise-before-resize: how the
-    bars of --noise look, as the training options of the same names (paint them as the runs
-    were trained)."""
+    bars of --noise look, as the training options of the same names; each one not given is
+    as the runs trained (`permakey.runs.bars.noise_for_runs`)."""
     group = parser.add_argument_group(
-        "bars", "how the Noisy Atari bars look: give the values the runs were trained with"
+        "bars",
+        "how the Noisy Atari bars look; an option not given is as the runs were trained with "
+        "bars (an error where they differ), the paper's where no run was",
     )
     group.add_argument(
         "--noise-width",
         type=int,
-        default=5,
         metavar="PX",
-        help="bar thickness in pixels of the 84 x 84 frame (default: 5, the paper's)",
+        help="bar thickness in pixels of the 84 x 84 frame (the paper's: 5)",
     )
     group.add_argument(
         "--noise-colour",
         type=int,
         nargs=3,
-        default=(128, 0, 255),
         metavar=("R", "G", "B"),
-        help="bar colour (default: 128 0 255, the paper's)",
+        help="bar colour, and no random colour unless asked for (the paper's: 128 0 255)",
     )
     group.add_argument(
         "--noise-random-colour",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="a fresh bar colour per frame instead of --noise-colour (not in the paper)",
     )
     group.add_argument(
         "--noise-before-resize",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="bars as if painted on the raw frame before the dataset's resize (not in the paper)",
     )
 
 
+def bar_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--noise and the options of `add_bar_arguments` as the keyword arguments of the library
+    calls that paint bars for runs (`permakey.runs.bars.noise_for_runs`,
+    `permakey.visualisation.show.show_runs`, named as the options); None where not given."""
+    colour = None if args.noise_colour is None else tuple(args.noise_colour)
+    return {
+        "noise": args.noise,
+        "noise_width": args.noise_width,
+        "noise_colour": colour,
+        "noise_random_colour": args.noise_random_colour,
+        "noise_before_resize": args.noise_before_resize,
+    }
+
+
 def bars_from_args(args: argparse.Namespace):
-    """The `permakey.data.noise.NoiseConfig` of --noise and the options of `add_bar_arguments`.
+    """The `permakey.data.noise.NoiseConfig` of --noise and the options of `add_bar_arguments`
+    for the runs and dataset of `add_runs_arguments`.
 
     Raises:
-        UserError: bad values, or --noise-before-resize on a dataset without a known resize.
+        UserError: bad values, --noise-before-resize on a dataset without a known resize, or
+            an option not given on which the runs' training bars differ.
     """
-    from permakey.data.datasets import dataset_noise
+    from permakey.runs.bars import noise_for_runs
 
-    return dataset_noise(
-        args.data,
-        args.noise,
-        args.noise_width,
-        tuple(args.noise_colour),
-        args.noise_random_colour,
-        args.noise_before_resize,
-    )
+    return noise_for_runs(args.runs, args.data, **bar_options(args))

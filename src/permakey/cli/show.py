@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from permakey.cli.runs_options import add_runs_arguments
+from permakey.cli.runs_options import add_bar_arguments, add_runs_arguments, bar_options
 from permakey.errors import UserError
 
 
@@ -19,12 +19,14 @@ def add_parser(subparsers) -> None:
             "Atari frames (Figure 2 style), keypoint centres with their Gaussian windows "
             "(Figure 4 style), the keypoints of runs that differ only in their seed on the same "
             "frames (Figure 3 style), and an animated GIF of the keypoints following a test "
-            "episode. Keypoint k has the same colour in every picture."
+            "episode. Keypoint k has the same colour in every picture. The bars are those of "
+            "`permakey evaluate` with the same options: as the runs were trained unless told."
         ),
     )
     add_runs_arguments(
         parser, "both", "Noisy Atari bars of the noisy variants; none draws clean frames only"
     )
+    add_bar_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument(
         "--frames", type=int, default=4, metavar="N", help="frames per figure (default: 4)"
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         split=args.split,
         frames=args.frames,
-        noise=args.noise,
+        **bar_options(args),
         noise_seed=args.noise_seed,
         episode_frames=args.episode_frames,
         seeds=args.seeds,

@@ -75,13 +75,9 @@ class Bars:
             train.get("noise_before_resize", False),
         )
 
-    @property
-    def paper_look(self) -> bool:
-        """Whether the bars look as the paper's (what `permakey show` paints)."""
-        return self == Bars(self.kind)
-
-    def evaluate_kwargs(self) -> dict[str, Any]:
-        """The evaluate step's noise arguments: the kind, and what differs from the paper."""
+    def step_kwargs(self) -> dict[str, Any]:
+        """The noise arguments of the evaluate and show steps: the kind, and what differs from
+        the paper."""
         kwargs: dict[str, Any] = {"noise": self.kind}
         if self.kind == "none":
             return kwargs
@@ -316,16 +312,16 @@ def _group(
     evaluate = Step(
         "evaluate",
         {
-            "runs": paths, "data": str(data.path), **bars.evaluate_kwargs(),
+            "runs": paths, "data": str(data.path), **bars.step_kwargs(),
             "out": str(evaluation), "weights": weights, **_device(device),
         },
     )  # fmt: skip
     show = None
-    if weights == scale.weights and bars.paper_look and trained_on == {bars}:
+    if weights == scale.weights and trained_on == {bars}:
         show = Step(
             "show",
             {
-                "runs": paths, "data": str(data.path), "out": str(figures), "noise": bars.kind,
+                "runs": paths, "data": str(data.path), "out": str(figures), **bars.step_kwargs(),
                 "frames": scale.show_frames, "episode_frames": scale.episode_frames,
                 "weights": weights, "overwrite": True,
                 **({"seeds": True} if experiment.show_seeds else {}), **_device(device),

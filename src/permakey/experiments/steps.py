@@ -84,10 +84,10 @@ def evaluate(
     noise: str = "none",
     weights: str = "best",
     device: str = "auto",
-    noise_width: int = 5,
-    noise_colour: Sequence[int] = (128, 0, 255),
-    noise_random_colour: bool = False,
-    noise_before_resize: bool = False,
+    noise_width: int | None = None,
+    noise_colour: Sequence[int] | None = None,
+    noise_random_colour: bool | None = None,
+    noise_before_resize: bool | None = None,
 ) -> EvaluationResult:
     """Evaluates runs together on a dataset's test split and writes the result as JSON.
 
@@ -98,19 +98,20 @@ def evaluate(
         noise: Noisy Atari kind painted over the frames, or "none".
         weights: "best", "last" or "step-N" weights of every run.
         device: "cpu", "cuda", "mps" or "auto" (the best available).
-        noise_width: bar thickness in stored pixels.
-        noise_colour: bar RGB colour, each 0-255.
-        noise_random_colour: a fresh bar colour per frame.
-        noise_before_resize: bars as if painted before the dataset's resize.
+        noise_width: bar thickness in stored pixels; None: as the runs trained.
+        noise_colour: bar RGB colour, each 0-255; None: as the runs trained.
+        noise_random_colour: a fresh bar colour per frame; None: as the runs trained.
+        noise_before_resize: bars as if painted before the dataset's resize; None: as the
+            runs trained (`permakey.runs.bars.noise_for_runs`, as `permakey evaluate`).
 
     Returns:
         The result of `permakey.evaluation.evaluate.evaluate_runs`; its table is printed.
     """
-    from permakey.data.datasets import dataset_noise
     from permakey.evaluation.evaluate import evaluate_runs, format_table, write_result
+    from permakey.runs.bars import noise_for_runs
 
-    bars = dataset_noise(
-        data, noise, noise_width, tuple(noise_colour), noise_random_colour, noise_before_resize
+    bars = noise_for_runs(
+        runs, data, noise, noise_width, noise_colour, noise_random_colour, noise_before_resize
     )
     result = evaluate_runs(runs, data, noise=bars, weights=weights, device=device)
     write_result(out, result)

@@ -216,6 +216,10 @@ def show_runs(
     device: str = "auto",
     overwrite: bool = False,
     weights: str = "best",
+    noise_width: int | None = None,
+    noise_colour: Sequence[int] | None = None,
+    noise_random_colour: bool | None = None,
+    noise_before_resize: bool | None = None,
 ) -> list[Path]:
     """Draws every figure of `build_figures` for trained runs into the folder ``out``.
 
@@ -234,29 +238,39 @@ def show_runs(
         fps: frame rate of the GIFs, > 0.
         device: "cpu", "cuda", "mps", or "auto" (the best available).
         overwrite: replace an existing ``out``.
-        weights: "best" or "last" weights of every run.
+        weights: "best", "last" or "step-N" weights of every run.
+        noise_width: bar thickness in stored pixels; None: as the runs trained.
+        noise_colour: bar RGB colour, each 0-255; None: as the runs trained.
+        noise_random_colour: a fresh bar colour per frame; None: as the runs trained.
+        noise_before_resize: bars as if painted before the dataset's resize; None: as the
+            runs trained. The bars of these four and ``noise`` are `permakey evaluate`'s for
+            the same values (`permakey.runs.bars.noise_for_runs`).
 
     Returns:
         The written files, in `build_figures`' order.
 
     Raises:
         UserError: ``out`` exists without ``overwrite`` (checked before any model runs), a
-            missing dataset or run.
+            missing dataset or run, bad bar options or runs trained on bars that differ in
+            an option left None.
     """
-    from permakey.data.noise import NoiseConfig
     from permakey.data.store import open_split
+    from permakey.runs.bars import noise_for_runs
     from permakey.runs.trained import load_runs
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (overwrite to replace it)")
     data_split = open_split(data, split)
+    bars = noise_for_runs(
+        runs, data, noise, noise_width, noise_colour, noise_random_colour, noise_before_resize
+    )
     built = build_figures(
         load_runs(runs, weights, device=device),
         data_split,
         game=str(data_split.meta.get("game", "")),
         num_frames=frames,
-        noise=NoiseConfig(kind=noise),
+        noise=bars,
         noise_seed=noise_seed,
         episode_frames=episode_frames,
         all_seeds=seeds,
