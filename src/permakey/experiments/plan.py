@@ -39,8 +39,6 @@ from permakey.experiments.steps import Step
 # The bars of the paper, which `Bars` leaves out of names and steps (`permakey.data.noise`).
 PAPER_WIDTH = 5
 PAPER_COLOUR = (128, 0, 255)
-# Training options that say how the bars look, hence how the evaluation paints them.
-BAR_OPTIONS = ("noise_width", "noise_colour", "noise_random_colour", "noise_before_resize")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 A run trained on 3 px green bars is measured and drawn on 3 px green bars. `noise_for_runs`
 makes the `permakey.data.noise.NoiseConfig` to paint over a dataset's frames for some runs:
-the kind is the caller's, and each option of the bars' look (`LOOK`: width, colour, a random
-colour per frame, painted before the resize) that the caller leaves None is the one the runs
-trained with (`trained_look`: a run folder's run.json, a pretrained model's record), or the
+the kind is the caller's, and each option of the bars' look (`PAPER_LOOK`: width, colour, a
+random colour per frame, painted before the resize) that the caller leaves None is the one the
+runs trained with (`trained_look`: a run folder's run.json, a pretrained model's record), or the
 paper's where no run trained with bars. Runs that trained on bars that look different get no
 silent choice: the option must be given.
 """
@@ -21,11 +21,10 @@ from permakey.errors import UserError
 from permakey.runs.folder import read_run_json
 from permakey.runs.pretrained import is_pretrained, model_folder, read_record
 
-# The training options that say how the bars look (`permakey train`'s, and the command-line
-# options of `permakey evaluate` and `permakey show` of the same names).
-LOOK = ("noise_width", "noise_colour", "noise_random_colour", "noise_before_resize")
 _PAPER = NoiseConfig()
-# Each option's value for the paper's bars, and for run.json files from before the option.
+# The training options that say how the bars look (`permakey train`'s, and the command-line
+# options of `permakey evaluate` and `permakey show` of the same names), each with its value
+# for the paper's bars, which run.json files from before the option read as.
 PAPER_LOOK: dict[str, Any] = {
     "noise_width": _PAPER.width,
     "noise_colour": _PAPER.colour,
@@ -42,7 +41,7 @@ def trained_look(info: dict[str, Any]) -> dict[str, Any] | None:
             the training options.
 
     Returns:
-        `LOOK` option -> value (width: int pixels; colour: (R, G, B) tuple, each 0-255; the
+        `PAPER_LOOK` option -> value (width: int pixels; colour: (R, G, B) tuple, each 0-255; the
         other two: bool), the paper's for options the file predates; None for a run trained
         without bars.
     """
