@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,21 @@ class FakeSteps:
         elif step.kind == "evaluate":
             return 1  # no real evaluation here
         return 0
+
+
+def emulator_frames(game: str, seed: int, steps: int, every: int, action) -> np.ndarray:
+    """Raw (F, 210, 160, 3) uint8 frames of ``ALE/<game>-v5``: every ``every``-th of ``steps``
+    steps, taking ``action(t)`` at step t."""
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    env = gym.make(f"ALE/{game}-v5")
+    env.reset(seed=seed)
+    frames = []
+    for t in range(steps):
+        obs, *_ = env.step(action(t))
+        if t % every == every - 1:
+            frames.append(obs)
+    env.close()
+    return np.stack(frames)

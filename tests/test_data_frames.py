@@ -2,29 +2,21 @@
 
 import numpy as np
 import pytest
+from conftest import emulator_frames
 
 from permakey.data.frames import RESIZE_METHODS, resize_frame, resize_weights
 
 
 @pytest.fixture(scope="module")
 def raw_frames():
-    """Real SpaceInvaders frames (210, 160, 3): one-pixel bullets, digits, sprites."""
-    gym = pytest.importorskip("gymnasium")
-    ale_py = pytest.importorskip("ale_py")
-    gym.register_envs(ale_py)
-    env = gym.make("ALE/SpaceInvaders-v5")
-    obs, _ = env.reset(seed=1)
-    frames = []
-    for t in range(60):
-        obs, *_ = env.step(1 + t % 3)  # fire, move: bullets on the screen
-        if t % 15 == 14:
-            frames.append(obs)
-    env.close()
-    return np.stack(frames)
+    """Real SpaceInvaders frames (210, 160, 3): one-pixel bullets, digits, sprites (the
+    actions fire and move, so that bullets are on the screen)."""
+    return emulator_frames("SpaceInvaders", 1, 60, 15, lambda t: 1 + t % 3)
 
 
 def test_authors_resize_is_scikit_images_resize_with_its_default_anti_aliasing(raw_frames):
-    transform = pytest.importorskip("skimage.transform")
+    from skimage import transform  # the dev extra
+
     for frame in raw_frames:
         # The authors' preprocess.py: resize(frames / 255.0, (84, 84), order=0).
         theirs = transform.resize(frame / 255.0, (84, 84), order=0)

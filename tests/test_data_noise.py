@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import emulator_frames
 
 from permakey.data.frames import RESIZE_METHODS, resize_frame
 from permakey.data.noise import (
@@ -134,18 +135,7 @@ def test_mask_of_fractional_bars_holds_the_pixels_whose_centres_they_cover():
 @pytest.fixture(scope="module")
 def raw_frames():
     """Real MsPacman frames (210, 160, 3) from the emulator, some with the player moving."""
-    gym = pytest.importorskip("gymnasium")
-    ale_py = pytest.importorskip("ale_py")
-    gym.register_envs(ale_py)
-    env = gym.make("ALE/MsPacman-v5")
-    obs, _ = env.reset(seed=0)
-    frames = []
-    for t in range(120):
-        obs, *_ = env.step(t % 5)
-        if t % 10 == 9:
-            frames.append(obs)
-    env.close()
-    return np.stack(frames)
+    return emulator_frames("MsPacman", 0, 120, 10, lambda t: t % 5)
 
 
 def _painted_on_raw(raw, bars, cfg):
