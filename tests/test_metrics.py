@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from permakey.evaluation import controls, metrics
-from permakey.keypoints import from_pixels, to_pixels
+from permakey.keypoints import from_pixels, gaussian_windows, grid, to_pixels
 
 H = W = 84
 
@@ -204,6 +204,19 @@ def test_pixel_coordinate_round_trip_and_corners():
     # The frame's centre keypoint sits on the centre of a box spanning the whole frame.
     full = np.array([[0.0, 0.0, 84.0, 84.0]])
     assert metrics.object_hits(pixels[:, 2:].numpy(), np.array([0, 1]), full, 0)[0]
+
+
+def test_gaussian_windows_follow_the_two_dimensional_formula_and_peak_on_the_centre():
+    torch.manual_seed(0)
+    centres = torch.rand(3, 5, 2) * 2 - 1  # (B, K, 2) anywhere in the frame
+    centres[0, 0] = torch.tensor([grid(21)[4], grid(13)[9]])  # exactly on a grid point
+    sigma = 0.1
+    windows = gaussian_windows(centres, 21, 13, sigma)  # (B, K, 21, 13)
+    ys, xs = torch.meshgrid(grid(21), grid(13), indexing="ij")  # (21, 13) each
+    squared = (ys - centres[..., 0, None, None]) ** 2 + (xs - centres[..., 1, None, None]) ** 2
+    assert torch.allclose(windows, torch.exp(-squared / sigma**2), rtol=1e-5, atol=1e-7)
+    assert windows[0, 0, 4, 9] == pytest.approx(1.0)
+    assert windows[0, 0].argmax() == 4 * 13 + 9
 
 
 @pytest.mark.parametrize("kind", ["horizontal", "vertical", "both"])
