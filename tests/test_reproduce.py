@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import FakeSteps, write_status
+from PIL import Image
 
 from permakey.cli.main import build_parser, main
 from permakey.cli.reproduce import command, print_commands
@@ -41,6 +43,7 @@ from permakey.experiments.runner import (
     run_plan,
     step_jobs,
     train_step,
+    write_curve_figure,
     write_table,
     write_tables,
 )
@@ -48,6 +51,7 @@ from permakey.experiments.steps import Step
 from permakey.experiments.summary import summary_table
 from permakey.models.permakey import PermaKey, PermaKeyConfig
 from permakey.training import get_method
+from permakey.visualisation.colours import run_style
 
 SCALE_NAMES = ("paper", "cpu")
 
@@ -423,10 +427,18 @@ def test_noisy_curve_trains_once_and_evaluates_each_budget_on_noisy_and_clean_fr
         assert group.show is None  # curve points are tables, not figures
         assert len({r.variant.game for r in group.runs}) == 1
         assert ("clean" in group.name) == (group.noise == "none")
-    # Runs with the same step count share their groups (PermaKey's two presets, at 2x).
+    # Each run with a curve is evaluated alone, so that its curve can be read while the
+    # others train: PermaKey's two presets at 2x have a group each.
     step = 2 * unit["permakey"]
-    (both,) = [g for g in plan.groups if g.name == f"MsPacman-both-step{step}"]
-    assert [r.path.name for r in both.runs] == [k for k, v in expected.items() if step in v]
+    at_step = [
+        g for g in plan.groups
+        if g.name.startswith(f"MsPacman-both-step{step}-") and g.runs[0].variant.method == "permakey"
+    ]  # fmt: skip
+    assert [g.name for g in at_step] == [
+        f"MsPacman-both-step{step}-permakey-cpu-track", f"MsPacman-both-step{step}-permakey-paper"
+    ]  # fmt: skip
+    assert all(len(g.runs) == 1 for g in plan.groups)
+    assert len(plan.groups) == len({g.evaluation for g in plan.groups})
 
 
 def test_curve_runs_are_estimated_at_their_own_presets_and_budgets():
@@ -518,11 +530,9 @@ def _scores(on_bars: float | None, f1: float, mass: float | None = None) -> Colu
     )  # fmt: skip
 
 
-def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
-    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES["cpu"], tmp_path)
-    games = [g for g in plan.groups if g.data.game == "SpaceInvaders"]
-    assert summary_table(plan, "SpaceInvaders") is None  # nothing evaluated yet
-    for group in games:
+def _write_curve_results(groups) -> None:
+    """Made-up evaluations of curve groups whose scores say where they come from."""
+    for group in groups:
         step = int(group.weights.split("-")[1])
         columns = []
         for run in group.runs:
@@ -547,6 +557,13 @@ def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
             control_seed=0, columns=tuple(columns),
         )  # fmt: skip
         write_result(group.evaluation, result)
+
+
+def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
+    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES["cpu"], tmp_path)
+    games = [g for g in plan.groups if g.data.game == "SpaceInvaders"]
+    assert summary_table(plan, "SpaceInvaders") is None  # nothing evaluated yet
+    _write_curve_results(games)
     table = summary_table(plan, "SpaceInvaders").splitlines()
     assert table[0].startswith(
         "| run | trained | keypoints on bars@2 | error mass on bars | its parts (crossing, ends,"
@@ -570,3 +587,30 @@ def test_summary_table_gathers_each_runs_noisy_and_clean_scores(tmp_path):
         write_table(group)
     tables = write_tables(plan).read_text()
     assert "## SpaceInvaders: every run" in tables and "weights step-360" in tables
+
+
+def test_a_curve_is_tabled_and_drawn_while_other_runs_still_train(tmp_path):
+    plan = plan_experiment(EXPERIMENTS["noisy-curve"], SCALES["cpu"], tmp_path)
+    assert write_curve_figure(plan) is None  # nothing evaluated: nothing drawn
+    done = [
+        g for g in plan.groups
+        if g.data.game == "SpaceInvaders" and g.runs[0].path.name == "permakey-cpu-track"
+    ]  # fmt: skip
+    _write_curve_results(done)
+    # `reproduce --tables-only` tables what is evaluated and trains nothing.
+    assert main(["reproduce", "noisy-curve", "--out", str(tmp_path), "--tables-only"]) == 0
+    assert not any(run.path.exists() for run in plan.runs)
+    table = summary_table(plan, "SpaceInvaders").splitlines()
+    assert len(table) == 2 + 4 and all("permakey-cpu-track" in row for row in table[2:])
+    assert summary_table(plan, "MsPacman") is None
+    tables = plan.tables.read_text()
+    assert f"Incomplete: {len(plan.groups) - 8} of {len(plan.groups)} groups" in tables
+    assert "## SpaceInvaders-both-step360-permakey-cpu-track" in tables
+    assert "## SpaceInvaders-both-step360-transporter" not in tables
+    figure = Image.open(plan.folder / "figures" / "curve.png")
+    assert figure.size[0] > 3 * 200 and figure.size[1] > 4 * 150  # 3 games x 4 measures
+    # The one evaluated run's line is drawn in its colour; the runs not evaluated are not.
+    pixels = np.asarray(figure.convert("RGB"))
+    colours = {k: run_style(i)[0] for i, k in enumerate(["cpu-track", "paper", "transporter"])}
+    drawn = {k: bool(np.all(pixels == c, axis=-1).sum() > 50) for k, c in colours.items()}
+    assert drawn == {"cpu-track": True, "paper": False, "transporter": False}

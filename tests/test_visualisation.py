@@ -220,3 +220,39 @@ def test_compose_rejects_ragged_grids():
         figures.compose([[cell, np.zeros((5, 4, 3), np.uint8)]], ["r"])
     with pytest.raises(ValueError, match="labels"):
         figures.compose([[cell]], ["a", "b"])
+
+
+def test_line_chart_puts_each_value_at_its_height_and_leaves_gaps():
+    red, blue = (230, 25, 75), (67, 99, 216)
+    low = figures.Series("low", (0.0, 0.25, None, 0.25), red)
+    high = figures.Series("high", (1.0, 0.75, 0.75, 1.0), blue, marker="square")
+    chart = figures.line_chart([low, high], ["1x", "2x", "4x", "8x"], y_range=(0.0, 1.0))
+    assert chart.shape == (*figures._CHART_SIZE, 3) and chart.dtype == np.uint8
+    h, w = chart.shape[:2]
+    red_rows, red_cols = np.nonzero(_mask(chart, red))
+    blue_rows = np.nonzero(_mask(chart, blue))[0]
+    # y is linear in the value, 0 at the bottom: values up to 0.25 stay in the lower half,
+    # values from 0.75 in the upper one.
+    assert red_rows.min() > h / 2 > blue_rows.max()
+    # x positions evenly spaced: the third (None) leaves the red line broken there, while the
+    # fourth point is drawn alone.
+    third = slice(int(w * 0.55), int(w * 0.70))
+    assert not _mask(chart, red)[:, third].any() and _mask(chart, blue)[:, third].any()
+    assert red_cols.max() > w * 0.8
+    with pytest.raises(ValueError, match="series 'low' has 4 values for 2 x labels"):
+        figures.line_chart([low], ["1x", "2x"])
+
+
+def test_curve_figure_has_a_chart_per_row_and_column_and_a_legend_entry_per_series():
+    line = figures.Series("run", (0.2, 0.4), (60, 180, 75))
+    chance = figures.Series("chance", (0.2, 0.2), (140, 140, 140), dashed=True)
+    figure = figures.curve_figure(
+        [[[line, chance], [line]], [[line], [chance]]], ["a", "b"], ["game 1", "game 2"],
+        ["1x", "2x"], title="t",
+    )  # fmt: skip
+    h, w = figures._CHART_SIZE
+    assert figure.width > 2 * w and figure.height > 2 * h
+    with pytest.raises(ValueError, match="got 1 y ranges for 2 rows"):
+        figures.curve_figure(
+            [[[line]], [[line]]], ["a", "b"], ["g"], ["1x", "2x"], y_ranges=[(0, 1)]
+        )

@@ -117,6 +117,12 @@ def add_parser(subparsers) -> None:
         help="say what is complete, what would run and how long it would take, and exit",
     )
     parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="write the tables (and the curve figure) of what is evaluated so far, run "
+        "nothing, and exit",
+    )
+    parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda or mps for every step (default: auto)"
     )
     parser.add_argument(
@@ -296,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         estimate_minutes,
         format_minutes,
         run_plan,
+        write_summaries,
     )
 
     if args.workers is not None and args.workers < 1:
@@ -309,6 +316,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.print_commands:
         print_commands(plans)
+        return 0
+    if args.tables_only:
+        for plan in plans:
+            if not write_summaries(plan):
+                print(f"{plan.experiment.name}: nothing evaluated yet in {plan.folder}")
         return 0
     rates = benchmark_rates()
     for plan in plans:

@@ -8,11 +8,13 @@ experiment written there)::
     OUT/<experiment>/evaluation_<group>.{json,md}           evaluate, its table
     OUT/<experiment>/figures/<group>/                       show
     OUT/<experiment>/tables.md                              every table of the experiment
+    OUT/<experiment>/figures/curve.png                      the curve (runs with curves)
 
 A group is the runs of one experiment on the same dataset, with the same Noisy Atari bars
 (`Bars`) and the same weights: they are evaluated together on the same frames (one table) and,
 at the scale's weights with bars `permakey show` can paint, drawn together (one set of
-figures). A run with a curve has one group per curve point (its snapshot "step-N"); with the
+figures). A run with a curve has one group per curve point (its snapshot "step-N") of its own,
+so that its curve can be read while the experiment's other runs still train; with the
 experiment's ``clean_too``, a run trained with bars is also evaluated on clean frames.
 Each step is a `steps.Step`: the library call that does it, as data. Everything here is pure:
 it builds paths and steps, and reads nothing.
@@ -156,7 +158,8 @@ class GroupPlan:
     """Runs evaluated together on one dataset, with the same bars and weights.
 
     Attributes:
-        name: "<Game>[-<resize>][-<noise>[-<bar details>]][-step<N>]".
+        name: "<Game>[-<resize>][-<noise>[-<bar details>]][-step<N>-<run>]", the run (the last
+            part of its variant's name) for a run with a curve, which is evaluated alone.
         runs: the runs, in the experiment's order.
         data: their dataset.
         noise: Noisy Atari kind of the evaluation and figures.
@@ -303,6 +306,8 @@ def _group(
         parts.append("clean")  # clean frames for runs trained with bars
     if weights != scale.weights:
         parts.append(weights.replace("-", ""))
+    if any(r.variant.curve for r in runs):
+        parts.append(runs[0].path.name)  # a run with a curve is a group of its own
     name = "-".join(parts)
     evaluation = folder / f"evaluation_{name}.json"
     figures = folder / "figures" / name
@@ -358,7 +363,7 @@ def plan_experiment(
         key = (variant.game, variant.resize)
         data = datasets.setdefault(key, _dataset(variant.game, scale, out, variant.resize))
         runs.append(_run(variant, scale, folder, data, device, precision))
-    members: dict[tuple[Path, Bars, str], list[RunPlan]] = {}
+    members: dict[tuple[Path, Bars, str, Path | None], list[RunPlan]] = {}
     for run in runs:
         trained = Bars.of(run.variant)
         evaluated = [trained]
@@ -366,10 +371,11 @@ def plan_experiment(
             evaluated.append(Bars())
         for weights in run_weights(run.variant, scale):
             for bars in evaluated:
-                members.setdefault((run.data.path, bars, weights), []).append(run)
+                alone = run.path if run.variant.curve else None
+                members.setdefault((run.data.path, bars, weights, alone), []).append(run)
     groups = [
         _group(experiment, scale, folder, bars, weights, group_runs, device)
-        for (_, bars, weights), group_runs in members.items()
+        for (_, bars, weights, _), group_runs in members.items()
     ]
     return ExperimentPlan(
         experiment, scale, folder, tuple(datasets.values()), tuple(runs), tuple(groups)

@@ -385,9 +385,14 @@ def write_table(group: GroupPlan) -> None:
 
 
 def write_tables(plan: ExperimentPlan) -> Path:
-    """Gathers every group's table, with its dataset and figures, into OUT/<experiment>/tables.md;
-    first, for an experiment with ``clean_too``, each game's summary (`summary.summary_table`)."""
+    """Gathers every evaluated group's table, with its dataset and figures, into
+    OUT/<experiment>/tables.md, saying how many groups are still missing; first, for an
+    experiment with ``clean_too``, each game's summary (`summary.summary_table`)."""
     lines = [f"# {plan.experiment.name} ({plan.scale.name} scale)", "", plan.experiment.reproduces]
+    missing = [g.name for g in plan.groups if not g.table.is_file()]
+    if missing:
+        lines += ["", f"Incomplete: {len(missing)} of {len(plan.groups)} groups not evaluated yet "
+                  f"({', '.join(missing)})."]  # fmt: skip
     if plan.experiment.clean_too:
         from permakey.experiments.summary import summary_table
 
@@ -396,6 +401,8 @@ def write_tables(plan: ExperimentPlan) -> Path:
             if table is not None:
                 lines += ["", f"## {game}: every run", "", table]
     for group in plan.groups:
+        if group.name in missing:
+            continue
         lines += [
             "",
             f"## {group.name}",
@@ -408,6 +415,41 @@ def write_tables(plan: ExperimentPlan) -> Path:
         ]
     write_text_atomic(plan.tables, "\n".join(lines) + "\n")
     return plan.tables
+
+
+def write_summaries(
+    plan: ExperimentPlan, groups: Sequence[GroupPlan] | None = None
+) -> list[GroupPlan]:
+    """Writes the table of each of ``groups`` (default: every group) that is evaluated, then,
+    if any is, the experiment's tables and its curve; prints where they are.
+
+    Returns:
+        The groups tabled.
+    """
+    tabled = [g for g in (plan.groups if groups is None else groups) if g.evaluation.is_file()]
+    for group in tabled:
+        write_table(group)
+    if tabled:
+        print(f"\ntables: {write_tables(plan)}")
+        figure = write_curve_figure(plan)
+        if figure is not None:
+            print(f"curve: {figure}")
+    return tabled
+
+
+def write_curve_figure(plan: ExperimentPlan) -> Path | None:
+    """Draws the runs with a curve (`summary.curve_figure_of`) into
+    OUT/<experiment>/figures/curve.png; None (nothing written) without an evaluated point."""
+    from permakey.experiments.summary import curve_figure_of
+    from permakey.visualisation.figures import save_png
+
+    figure = curve_figure_of(plan)
+    if figure is None:
+        return None
+    path = plan.folder / "figures" / "curve.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(figure, path)
+    return path
 
 
 def _training_job(
@@ -510,14 +552,10 @@ def run_plan(
     results.update(run_jobs(step_jobs(shows, execute), workers))
     if INTERRUPTED in results.values():
         return INTERRUPTED
-    tabled = [group for group in ready if group.evaluation.is_file()]
-    for group in tabled:
-        write_table(group)
+    tabled = write_summaries(plan, ready)
     failed = sorted(label for label, status in results.items() if status)
     failed += [f"run {run.path} ({DAMAGED})" for run in runs if run_status(run.path) == DAMAGED]
     complete = len(tabled) == len(plan.groups) and not failed
-    if complete:
-        print(f"\ntables: {write_tables(plan)}")
     if failed:
         print(f"failed: {', '.join(failed)} (their logs are in {logs} with more than one worker)")
     return 0 if complete else 1

@@ -9,6 +9,8 @@ animation); nothing here reads a model or a dataset, and nothing writes a file e
 - `window_figure`: Figure 4 style. Keypoint centres with their Gaussian windows.
 - `seed_figure`: Figure 3 style. Several runs (seeds) on the same frames, colour per run.
 - `keypoint_animation` / `save_gif`: keypoints following a test episode.
+- `curve_figure`: measures against training steps, a line chart per panel (the Noisy Atari
+  curve).
 
 Keypoint ``k`` has the same colour everywhere (`colours.keypoint_colour`), except in
 `seed_figure`, where the colour stands for the run, as its legend says.
@@ -385,6 +387,131 @@ def keypoint_animation(
             compose([panels], [labels[i]], list(per_model), title, label_width=label_width)
         )
     return images
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a chart: a value (or None where not measured) at each x position."""
+
+    label: str
+    values: tuple[float | None, ...]
+    colour: tuple[int, int, int]
+    marker: str = "circle"
+    dashed: bool = False
+
+
+_CHART_SIZE = (170, 240)  # (h, w) of one chart in pixels
+_GRID = (225, 225, 225)
+
+
+def line_chart(
+    series: Sequence[Series],
+    x_labels: Sequence[str],
+    y_range: tuple[float, float] = (0.0, 1.0),
+    size: tuple[int, int] = _CHART_SIZE,
+) -> np.ndarray:
+    """A line chart: x positions evenly spaced, labelled below; y ticks at both ends and the middle.
+
+    Args:
+        series: the lines; each has one value per x position (None leaves a gap).
+        x_labels: one label per x position.
+        y_range: (low, high) of the y axis; values beyond it are clipped to its edge.
+        size: (h, w) of the chart in pixels.
+
+    Returns:
+        (h, w, 3) uint8.
+    """
+    low, high = y_range
+    if not high > low:
+        raise ValueError(f"y_range must rise, got {y_range}")
+    for line in series:
+        if len(line.values) != len(x_labels):
+            raise ValueError(
+                f"series {line.label!r} has {len(line.values)} values for {len(x_labels)} x labels"
+            )
+    h, w = size
+    font = _font(11)
+    ticks = (low, (low + high) / 2, high)
+    left = max(_text_size(f"{t:.2f}", font)[0] for t in ticks) + 8
+    bottom = _text_size("Ag", font)[1] + 8
+    top, right = 8, 12
+    image = Image.new("RGB", (w, h), _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+
+    def to_y(value: float) -> float:
+        share = (min(max(value, low), high) - low) / (high - low)
+        return top + (1 - share) * (h - top - bottom)
+
+    n = len(x_labels)
+    xs = [left + (i + 0.5) * (w - left - right) / n for i in range(n)]
+    for tick in ticks:
+        y = to_y(tick)
+        draw.line((left, y, w - right, y), fill=_GRID)
+        label = f"{tick:.2f}"
+        draw.text((left - 4 - _text_size(label, font)[0], y - 6), label, fill=_INK, font=font)
+    for x, label in zip(xs, x_labels, strict=True):
+        draw.text((x - _text_size(label, font)[0] / 2, h - bottom + 4), label, fill=_INK, font=font)
+    draw.rectangle((left, top, w - right, h - bottom), outline=_INK)
+    for line in series:
+        points = [None if v is None else (x, to_y(v)) for x, v in zip(xs, line.values, strict=True)]
+        for start, end in zip(points, points[1:], strict=False):
+            if start is None or end is None:
+                continue  # a value not measured breaks the line
+            if line.dashed:
+                _dashed_line(draw, start, end, line.colour)
+            else:
+                draw.line((*start, *end), fill=line.colour, width=2)
+        if not line.dashed:
+            for x, y in filter(None, points):
+                draw_marker(draw, line.marker, y, x, 4, line.colour)
+    return np.asarray(image)
+
+
+def _dashed_line(draw: ImageDraw.ImageDraw, start, end, colour, dash: float = 5.0) -> None:
+    (x0, y0), (x1, y1) = start, end
+    length = max(((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5, 1e-9)
+    pieces = int(length // dash)
+    for i in range(0, pieces + 1, 2):
+        a, b = i * dash / length, min((i + 1) * dash / length, 1.0)
+        draw.line((x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0)),
+                  fill=colour, width=2)  # fmt: skip
+
+
+def curve_figure(
+    charts: Sequence[Sequence[Sequence[Series]]],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    x_labels: Sequence[str],
+    title: str = "",
+    y_ranges: Sequence[tuple[float, float]] | None = None,
+) -> Image.Image:
+    """Line charts in a grid, one measure per row and one setting (a game) per column.
+
+    Args:
+        charts: rows of charts, each chart a list of `Series` over ``x_labels``.
+        row_labels: what each row measures.
+        column_labels: what each column shows.
+        x_labels: the x positions' labels, shared by every chart.
+        title: drawn at the top.
+        y_ranges: per row, the y axis; default (0, 1).
+
+    Returns:
+        An RGB image with a legend of every series label (dashed lines say "dashed").
+    """
+    ranges = list(y_ranges) if y_ranges is not None else [(0.0, 1.0)] * len(charts)
+    if len(ranges) != len(charts):
+        raise ValueError(f"got {len(ranges)} y ranges for {len(charts)} rows")
+    cells = [
+        [line_chart(chart, x_labels, y_range) for chart in row]
+        for row, y_range in zip(charts, ranges, strict=True)
+    ]
+    legend: dict[str, LegendEntry] = {}
+    for row in charts:
+        for chart in row:
+            for line in chart:
+                text = f"{line.label} (dashed)" if line.dashed else line.label
+                legend.setdefault(text, LegendEntry(line.colour, text, line.marker))
+    return compose(cells, row_labels, column_labels, title, list(legend.values()))
 
 
 def _as_image(image) -> Image.Image:
