@@ -18,6 +18,7 @@ import permakey
 from permakey.data.frames import resize_frame, to_float
 from permakey.envs.observation import KeypointEncoder
 from permakey.keypoints import centres_from_maps, gaussian_windows
+from permakey.models import blocks
 from permakey.models.permakey import PRESETS, PermaKey, PermaKeyConfig, normalised_error_stack
 from permakey.models.transporter import Transporter, TransporterConfig
 from permakey.runs import pool_features
@@ -101,7 +102,7 @@ def test_shipped_models_give_the_modules_keypoints_and_features_on_real_frames(g
     centres, features = plain_permakey(
         trained.model, to_float(torch.from_numpy(frames).permute(0, 3, 1, 2), "cpu")
     )
-    for batch in (1, len(frames)):  # one environment, and a vector of them
+    for batch in (1, None, len(frames)):  # one environment, the default, a vector of them
         out = trained.keypoints(frames, batch_size=batch, windows=False, features=True)
         pixels = (out.centres - centres).abs().max() * (trained.frames.size - 1) / 2
         assert pixels < 0.01
@@ -128,6 +129,24 @@ def test_keypoints_with_features_fold_batchnorm_and_run_each_conv_once():
     assert not any("batch_norm" in name for name in counter.counts)
     # The old path ran the encoder twice (once more for the features): needed + 2 here.
     assert counter.counts.get("convolution", 0) <= needed
+
+
+def test_inference_fuses_conv_and_relu_on_the_cpu_with_the_unfused_numbers(monkeypatch):
+    if blocks._fused_conv_relu() is None:
+        pytest.skip("this torch build has no fused oneDNN convolution")
+    torch.manual_seed(0)
+    model = with_batchnorm_statistics(Transporter(TransporterConfig(num_keypoints=4))).eval()
+    images = torch.rand(5, 3, 84, 84)
+    counter = OpCounter()
+    with torch.no_grad(), counter:
+        fused = model.detect(images).centres
+    # Psi's four blocks: each a fused conv + ReLU; only its 1x1 head is a plain convolution.
+    assert counter.counts.get("_convolution_pointwise") == 4
+    assert counter.counts.get("convolution") == 1 and "relu_" not in counter.counts
+    monkeypatch.setattr(blocks, "_fused_conv_relu", lambda: None)
+    with torch.no_grad():
+        plain = model.detect(images).centres
+    torch.testing.assert_close(fused, plain, rtol=0, atol=1e-6)
 
 
 CONFIGS = {

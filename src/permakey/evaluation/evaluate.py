@@ -339,7 +339,7 @@ def _run_models(models, split, num_frames, bars, noise, batch_size, truth, backg
         for model, out in zip(models, outputs, strict=True):
             # One pass of the encoder and LSP networks serves the keypoints, the peaks and
             # the bar masses.
-            found = model.keypoints(frames, len(frames), windows=False, error_maps=True)
+            found = model.keypoints(frames, windows=False, error_maps=True)
             out["keypoints"].append(to_pixels(found.centres, height, width).numpy())
             if found.error_stack is not None:  # (B, L, H, W)
                 out["peaks"].append(
@@ -384,7 +384,8 @@ def evaluate_models(
         noise_seed: seed of the bar positions, drawn once and shared by every model.
         max_frames: evaluate only the first this many frames (whole episodes first, so that
             consecutive frames stay consecutive).
-        batch_size: frames per forward pass.
+        batch_size: frames read (and painted) at a time; each model splits them into its
+            own forward passes (`TrainedModel.keypoints`).
         control_seed: seed of the random control.
         radii: margins r in pixels.
 
@@ -501,7 +502,8 @@ def evaluate_runs(
         include: ``--categories``: headline categories (default: the game's table).
         exclude: ``--exclude``: categories to leave out.
         max_frames: evaluate only the first this many frames.
-        batch_size: frames per forward pass.
+        batch_size: frames read (and painted) at a time; each model splits them into its
+            own forward passes (`TrainedModel.keypoints`).
         device: "cpu", "cuda", "mps" or "auto" (the best available).
         control_seed: seed of the random control.
         weights: "best" or "last" weights of every run (in each column's identity).

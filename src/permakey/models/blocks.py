@@ -7,6 +7,7 @@ keypointer). `ConvDecoder` is its transpose: bilinear 2x upsampling undoes each 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,6 +175,28 @@ def fold_batchnorm(
     return weight * scale.view(shape), (bias - bn.running_mean) * scale + bn.bias.detach()
 
 
+@functools.cache
+def _fused_conv_relu():
+    """oneDNN's convolution with the ReLU fused into it (the op PyTorch's compiler emits for
+    conv + ReLU on a CPU): one pass over the output instead of two. None where this torch
+    build lacks it or where it does not give plain ``conv2d(...).relu()`` on a probe; the op
+    is internal to PyTorch, so it is checked once per process before it is trusted."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return None
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 5, 9, 9, generator=generator).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(7, 5, 3, 3, generator=generator).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(7, generator=generator)
+    try:
+        with torch.no_grad():
+            fused = op(x, w, b, [1, 0], [2, 1], [1, 1], 1, "relu", [None], "")
+            plain = F.conv2d(x, w, b, (2, 1), (1, 0)).relu()
+    except (RuntimeError, TypeError):
+        return None
+    return op if fused.shape == plain.shape and torch.allclose(fused, plain, atol=1e-5) else None
+
+
 class FoldedConv:
     """One Conv("same") -> [BatchNorm] -> [ReLU] block for inference: the BatchNorm folded
     into the conv, the weight in channels_last, symmetric "same" padding done by the conv.
@@ -203,14 +226,31 @@ class FoldedConv:
         return cls(*fold_batchnorm(conv.weight, conv.bias, bn), conv.stride[0], relu=True)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s)), channels_last."""
+        """(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s)), channels_last.
+
+        On a CPU in float32 without autocast, conv and ReLU run as one fused oneDNN op where
+        this torch has it (`_fused_conv_relu`); the same numbers.
+        """
         top, bottom = same_padding(x.shape[-2], self.kernel, self.stride)
         left, right = same_padding(x.shape[-1], self.kernel, self.stride)
         x = x.contiguous(memory_format=torch.channels_last)
-        if top == bottom and left == right:
-            y = F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
-        else:
-            y = F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+        if top != bottom or left != right:
+            x, top, left = F.pad(x, (left, right, top, bottom)), 0, 0
+        fused = (
+            _fused_conv_relu()
+            if self.relu
+            and x.device.type == "cpu"
+            and x.dtype == self.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.is_grad_enabled()
+            else None
+        )
+        if fused is not None:
+            stride = [self.stride, self.stride]
+            return fused(
+                x, self.weight, self.bias, [top, left], stride, [1, 1], 1, "relu", [None], ""
+            )
+        y = F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
         return y.relu_() if self.relu else y
 
 

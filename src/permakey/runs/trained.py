@@ -35,6 +35,13 @@ from permakey.runs.folder import (
 from permakey.runs.pretrained import is_pretrained, read_pretrained
 
 PRECISIONS = ("fp32", "bf16")
+# Frames per forward pass of `TrainedModel.keypoints` by default. On a CPU, 16: every tensor
+# of a 16-frame pass stays below glibc's largest mmap threshold (32 MiB), so its memory comes
+# back from the heap on the next pass instead of being mapped and faulted in afresh, as the
+# activations of 256 frames are (about 1.5x the frames/s for Transporter and 1.15x for
+# PermaKey on one thread, BENCHMARKS.md); elsewhere 256, what fills an accelerator.
+CPU_BATCH_SIZE = 16
+DEVICE_BATCH_SIZE = 256
 
 
 @dataclass
@@ -247,7 +254,7 @@ class TrainedModel:
     def keypoints(
         self,
         frames: np.ndarray | torch.Tensor,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         windows: bool = True,
         features: bool = False,
         error_maps: bool = False,
@@ -257,7 +264,8 @@ class TrainedModel:
         Args:
             frames: uint8 (N, S, S, 3) or (N, 3, S, S), numpy or torch (any device), S =
                 ``frames.size`` (84), preprocessed as ``frames`` says.
-            batch_size: frames per forward pass, >= 1.
+            batch_size: frames per forward pass, >= 1; default `CPU_BATCH_SIZE` on a CPU,
+                else `DEVICE_BATCH_SIZE` (the results do not depend on it).
             windows: also return the Gaussian windows (N * K * h * w floats: large for big N).
             features: also return per-keypoint features (`pool_features` of the model's
                 ``feature_layers``, concatenated: (N, K, `feature_dim`)); from the maps
@@ -272,6 +280,8 @@ class TrainedModel:
             ValueError: frames of another shape, dtype or size, or a ``batch_size`` that is
                 not a positive integer.
         """
+        if batch_size is None:
+            batch_size = CPU_BATCH_SIZE if self.device.type == "cpu" else DEVICE_BATCH_SIZE
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_size < 1:
