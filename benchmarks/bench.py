@@ -8,11 +8,12 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 - PermaKey training images/s, batch 32, K = 7, layers (0, 1), p = 2: the ``paper`` preset in
   float32 and bf16 autocast, and the same for ``authors-code``; the ``cpu`` and ``cpu-track``
   presets in bf16 where the device multiplies it natively, else float32;
-- PermaKey keypoint inference frames/s (batch 256);
+- PermaKey keypoint inference frames/s (256 frames per call, split into forward passes as
+  `TrainedModel.keypoints` does by default);
 - peak resident memory of a `permakey train permakey` process reading a 95,000-frame dataset
   (a synthetic sprite dataset in the store format, generated in a temporary folder, since
   collecting 95,000 Atari frames takes long; frames are read from the HDF5 file, no workers);
-- Transporter training frame pairs/s (batch 64) and inference frames/s (batch 256);
+- Transporter training frame pairs/s (batch 64) and inference frames/s (256 frames per call);
 - environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
   and 8 environments (`env_step_rates`);
 - the FLOPs per image of a `paper` PermaKey training step and of keypoint extraction
@@ -119,14 +120,15 @@ def matmul_gflops(device: torch.device, precision: str, calls: int) -> float:
 
 
 def keypoints_fn(kind: str, device, batch: int, precision: str = "fp32") -> Callable:
-    """Keypoint extraction of a method's paper model on a random uint8 batch, as a callable."""
+    """Keypoint extraction of a method's paper model on ``batch`` random uint8 frames per call,
+    as a callable."""
     method = get_method(kind)
     model_config = method.model_config("paper")
     torch.manual_seed(0)
     loaded = TrainedModel(method.build_model(model_config).to(device), precision=precision)
     size = model_config.image_size
     frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
-    return lambda: loaded.keypoints(frames, batch_size=batch, windows=False)
+    return lambda: loaded.keypoints(frames, windows=False)  # its default frames per pass
 
 
 def infer_rate(kind: str, device, batch: int, calls: int, precision: str = "fp32") -> float:

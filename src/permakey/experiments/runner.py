@@ -391,8 +391,9 @@ def write_tables(plan: ExperimentPlan) -> Path:
     lines = [f"# {plan.experiment.name} ({plan.scale.name} scale)", "", plan.experiment.reproduces]
     missing = [g.name for g in plan.groups if not g.table.is_file()]
     if missing:
+        named = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
         lines += ["", f"Incomplete: {len(missing)} of {len(plan.groups)} groups not evaluated yet "
-                  f"({', '.join(missing)})."]  # fmt: skip
+                  f"({named})."]  # fmt: skip
     if plan.experiment.clean_too:
         from permakey.experiments.summary import summary_table
 
