@@ -21,7 +21,7 @@ from permakey.keypoints import centres_from_maps, gaussian_windows
 from permakey.models import blocks
 from permakey.models.permakey import PRESETS, PermaKey, PermaKeyConfig, normalised_error_stack
 from permakey.models.transporter import Transporter, TransporterConfig
-from permakey.runs import pool_features
+from permakey.runs import TrainedModel, pool_features
 from permakey.runs.pretrained import available
 
 gym.register_envs(ale_py)
@@ -147,6 +147,24 @@ def test_inference_fuses_conv_and_relu_on_the_cpu_with_the_unfused_numbers(monke
     with torch.no_grad():
         plain = model.detect(images).centres
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["permakey", "transporter"])
+def test_detect_without_windows_gives_the_same_centres_and_draws_none(kind):
+    torch.manual_seed(0)
+    model = (PermaKey(CONFIGS["small"]) if kind == "permakey" else Transporter(TransporterConfig(
+        image_size=16, channels=(4, 4), kernels=(3, 3), strides=(1, 2), num_keypoints=3
+    ))).eval()  # fmt: skip
+    images = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        drawn, skipped = model.detect(images), model.detect(images, windows=False)
+    assert skipped.windows is None and drawn.windows.shape[:2] == (2, 3)
+    assert torch.equal(drawn.centres, skipped.centres)
+    # TrainedModel draws them only when they are returned or pool the features.
+    trained = TrainedModel(model)
+    frames = (images * 255).round().to(torch.uint8)
+    assert trained.keypoints(frames, windows=False).windows is None
+    assert trained.keypoints(frames, windows=False, features=True).features.shape[:2] == (2, 3)
 
 
 CONFIGS = {

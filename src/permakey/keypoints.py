@@ -25,7 +25,8 @@ class Keypoints:
 
     Attributes:
         centres: (B, K, 2) float, (y, x) in [-1, 1].
-        windows: (B, K, h, w) float in [0, 1], Gaussian windows on the model's map grid.
+        windows: (B, K, h, w) float in [0, 1], Gaussian windows on the model's map grid; None
+            where ``detect`` was asked not to draw them (``windows=False``).
         error_stack: (B, L, H, W) float32 in [0, 1], the normalised error maps the keypoints
             were placed on (PermaKey); None for models without error maps.
         error_maps: per error layer (`KeypointModel.error_layers`), (B, h_l, w_l) float32 >= 0
@@ -36,7 +37,7 @@ class Keypoints:
     """
 
     centres: torch.Tensor
-    windows: torch.Tensor
+    windows: torch.Tensor | None
     error_stack: torch.Tensor | None = None
     error_maps: list[torch.Tensor] | None = None
     feature_maps: list[torch.Tensor] | None = None
@@ -65,8 +66,9 @@ class KeypointModel(Protocol):
     error_layers: tuple[int, ...]
     inference_prefixes: tuple[str, ...]
 
-    def detect(self, images: torch.Tensor) -> Keypoints:
-        """Keypoints of (B, 3, S, S) float images in [0, 1]."""
+    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
+        """Keypoints of (B, 3, S, S) float images in [0, 1]; ``windows=False`` skips drawing
+        their Gaussian windows (``Keypoints.windows`` is None)."""
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer feature maps (B, C_l, H_l, W_l) of (B, 3, S, S) float images."""

@@ -526,14 +526,17 @@ class PointNet(nn.Module):
         coords = self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1)
         return torch.cat([error_stack, coords], dim=1)
 
-    def keypoints(self, maps: torch.Tensor) -> Keypoints:
-        """(B, K, h, w) keypoint maps -> Keypoints: centres and windows, float32."""
+    def keypoints(self, maps: torch.Tensor, windows: bool = True) -> Keypoints:
+        """(B, K, h, w) keypoint maps -> Keypoints: centres and (unless ``windows`` is False)
+        windows, float32."""
         centres = centres_from_maps(maps)  # (B, K, 2), float32
-        return Keypoints(centres, gaussian_windows(centres, *maps.shape[-2:], self.sigma))
+        drawn = gaussian_windows(centres, *maps.shape[-2:], self.sigma) if windows else None
+        return Keypoints(centres, drawn)
 
-    def forward(self, error_stack: torch.Tensor) -> Keypoints:
-        """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32)."""
-        return self.keypoints(self.head(self.encoder(self.inputs(error_stack))[-1]))
+    def forward(self, error_stack: torch.Tensor, windows: bool = True) -> Keypoints:
+        """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32; None
+        with ``windows=False``)."""
+        return self.keypoints(self.head(self.encoder(self.inputs(error_stack))[-1]), windows)
 
     def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
         """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost.
@@ -704,7 +707,7 @@ class PermaKey(nn.Module):
         return self._inference.get(self, lambda: PermaKeyInference(self))
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor) -> Keypoints:
+    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
         """Keypoints only (no decoder, no losses, no gradients); call `eval()` first for inference.
 
         In eval mode this runs `PermaKeyInference` (BatchNorm folded, channels_last): the
@@ -712,6 +715,7 @@ class PermaKey(nn.Module):
 
         Args:
             images: (B, in_channels, H, W) float in [0, 1].
+            windows: draw the Gaussian windows (None in the result otherwise).
 
         Returns:
             `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w), the normalised
@@ -721,11 +725,11 @@ class PermaKey(nn.Module):
         fast = self._inference_form()
         if fast is not None:
             self._check_images(images)
-            return fast.detect(images)
+            return fast.detect(images, windows)
         features = self.feature_maps(images)
         _, error_maps = self._local_prediction(features)
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
-        keypoints = self.pointnet(stack)
+        keypoints = self.pointnet(stack, windows)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
         keypoints.feature_maps = features
         return keypoints
@@ -846,14 +850,14 @@ class PermaKeyInference:
         head = model.pointnet.head
         self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
 
-    def detect(self, images: torch.Tensor) -> Keypoints:
+    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
         """`PermaKey.detect` of (B, in_channels, H, W) float images in [0, 1]."""
         features = run_folded(self.encoder, images)
         layers = zip(self.config.lsp_layers, self.lsp, strict=True)
         error_maps = [lsp(features[layer]) for layer, lsp in layers]
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
         maps = self.head(run_folded(self.points, self.pointnet.inputs(stack))[-1])
-        keypoints = self.pointnet.keypoints(maps)
+        keypoints = self.pointnet.keypoints(maps, windows)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
         keypoints.feature_maps = features
         return keypoints

@@ -261,7 +261,7 @@ class Transporter(nn.Module):
         """None: Transporter has no error maps."""
         return ()
 
-    def detect(self, images: Tensor) -> Keypoints:
+    def detect(self, images: Tensor, windows: bool = True) -> Keypoints:
         """Keypoints of a batch of frames (the interface shared with PermaKey).
 
         Runs with whatever grad mode and train/eval mode the caller set; evaluation should
@@ -270,6 +270,7 @@ class Transporter(nn.Module):
 
         Args:
             images: (B, C, H, W) float in [0, 1], H = W = config.image_size.
+            windows: draw the Gaussian windows (None in the result otherwise).
 
         Returns:
             `Keypoints` with centres (B, K, 2) and windows (B, K, h, w), float32.
@@ -278,8 +279,8 @@ class Transporter(nn.Module):
         maps = self.keypointer(images) if fast is None else fast.keypoint_maps(images)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         _, _, h, w = maps.shape
-        windows = gaussian_windows(centres, h, w, self.config.gaussian_sigma)
-        return Keypoints(centres=centres, windows=windows)
+        drawn = gaussian_windows(centres, h, w, self.config.gaussian_sigma) if windows else None
+        return Keypoints(centres=centres, windows=drawn)
 
     def forward(self, source: Tensor, target: Tensor) -> TransporterOutput:
         """Reconstructs ``target`` from ``source`` by transporting features around keypoints.

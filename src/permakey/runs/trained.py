@@ -293,7 +293,8 @@ class TrainedModel:
         for start in range(0, len(batch), batch_size):
             images = to_float(batch[start : start + batch_size], self.device)
             with autocast(self.device, self.precision):
-                found = self.model.detect(images)
+                # Windows are drawn only where they are returned or pool the features.
+                found = self.model.detect(images, windows=windows or features)
                 maps = []
                 if features:
                     maps = found.feature_maps or self.model.feature_maps(images)
