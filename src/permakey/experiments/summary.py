@@ -45,9 +45,14 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _value(metrics: ColumnMetrics | None, field: str, radius: int) -> str:
+def _at(metrics: ColumnMetrics | None, field: str, radius: int) -> float | None:
+    """``metrics.field`` at ``radius``; None where the metrics or the field are absent."""
     values = None if metrics is None else getattr(metrics, field)
-    return _number(None if values is None else values.get(radius))
+    return None if values is None else values.get(radius)
+
+
+def _value(metrics: ColumnMetrics | None, field: str, radius: int) -> str:
+    return _number(_at(metrics, field, radius))
 
 
 def _mass(metrics: ColumnMetrics | None) -> tuple[str, str]:
@@ -143,11 +148,6 @@ def summary_table(plan: ExperimentPlan, game: str) -> str | None:
     return "\n".join([header, *lines])
 
 
-def _at(metrics: ColumnMetrics | None, field: str, radius: int) -> float | None:
-    values = None if metrics is None else getattr(metrics, field)
-    return None if values is None else values.get(radius)
-
-
 def _summed_mass(metrics: ColumnMetrics | None) -> float | None:
     mass = None if metrics is None else metrics.bar_error_mass
     return None if mass is None else mass.summed
@@ -171,26 +171,25 @@ def curve_figure_of(plan: ExperimentPlan) -> Image.Image | None:
         return None
     kinds = list(dict.fromkeys(r.path.name for r in curves))  # the same runs on every game
     radius = next(rows[0].radius for rows in by_game.values() if rows)
+    # (row label, the value of a row, whether it is a share of the frame drawn beside chance:
+    # what a map or keypoints blind to the bars score)
     measures = (
-        (f"keypoints on bars@{radius}", lambda row: _at(row.model, "distractor_share", radius)),
-        (f"error-map peaks on bars@{radius}", lambda row: _at(row.peaks, "distractor_share", radius)),
-        ("error-map mass on bars", lambda row: _summed_mass(row.model)),
-        (f"F1@{radius} clean frames", lambda row: _at(row.clean, "f1", radius)),
+        (f"keypoints on bars@{radius}", lambda row: _at(row.model, "distractor_share", radius), True),
+        (f"error-map peaks on bars@{radius}", lambda row: _at(row.peaks, "distractor_share", radius), True),
+        ("error-map mass on bars", lambda row: _summed_mass(row.model), True),
+        (f"F1@{radius} clean frames", lambda row: _at(row.clean, "f1", radius), False),
     )  # fmt: skip
-    chance = lambda row: _at(row.model, "distractor_chance", radius)  # noqa: E731
 
     def points(rows: list[Row], kind: str, value) -> tuple[float | None, ...]:
         at = {}
         for row in rows:
             if row.run.path.name == kind:
-                multiple = snapshot_step(row.weights) / step_budget(
-                    plan.scale, row.run.variant.method
-                )
-                at[multiple] = value(row)
+                budget = step_budget(plan.scale, row.run.variant.method)
+                at[snapshot_step(row.weights) / budget] = value(row)
         return tuple(at.get(m) for m in multiples)
 
     charts = []
-    for index, (_, value) in enumerate(measures):
+    for _, value, beside_chance in measures:
         row_charts = []
         for game in games:
             rows = by_game[game]
@@ -200,20 +199,16 @@ def curve_figure_of(plan: ExperimentPlan) -> Image.Image | None:
                 values = points(rows, kind, value)
                 if any(v is not None for v in values):
                     lines.append(Series(kind, values, colour, marker))
-            if index < 3:  # shares of the frame: beside what a map blind to the bars scores
+            chance = [_at(row.model, "distractor_chance", radius) for row in rows]
+            chance = [c for c in chance if c is not None]
+            if beside_chance and chance:  # the same test frames and bars at every point
                 lines.append(
-                    Series("chance", _chance(rows, multiples, chance), _CHANCE_GREY, dashed=True)
+                    Series("chance", (chance[0],) * len(multiples), _CHANCE_GREY, dashed=True)
                 )
             row_charts.append(lines)
         charts.append(row_charts)
     return curve_figure(
-        charts, [name for name, _ in measures], games, [f"{m:g}x" for m in multiples],
+        charts, [name for name, _, _ in measures], games, [f"{m:g}x" for m in multiples],
         title=f"{plan.experiment.name} ({plan.scale.name} scale): against multiples of the "
         "step budget",
     )  # fmt: skip
-
-
-def _chance(rows: list[Row], multiples: list[int], chance) -> tuple[float | None, ...]:
-    """The bars' share of the frame, the same at every point (the same test frames and bars)."""
-    value = next((chance(row) for row in rows if chance(row) is not None), None)
-    return tuple(value for _ in multiples)
