@@ -38,8 +38,8 @@ PRECISIONS = ("fp32", "bf16")
 # Frames per forward pass of `TrainedModel.keypoints` by default. On a CPU, 16: every tensor
 # of a 16-frame pass stays below glibc's largest mmap threshold (32 MiB), so its memory comes
 # back from the heap on the next pass instead of being mapped and faulted in afresh, as the
-# activations of 256 frames are (about 1.5x the frames/s for Transporter and 1.15x for
-# PermaKey on one thread, BENCHMARKS.md); elsewhere 256, what fills an accelerator.
+# activations of 256 frames are (BENCHMARKS.md, "Keypoints of the `paper` models"); elsewhere
+# 256, what fills an accelerator.
 CPU_BATCH_SIZE = 16
 DEVICE_BATCH_SIZE = 256
 
