@@ -5,7 +5,8 @@
         [--games Pong] [--rounds 5]
 
 Each round runs one child process per version (old, then new: this checkout's ``src``), each
-timing, on one torch thread:
+timing, on one torch thread (``--threads`` to change; with more than one, read the wall-clock
+rates: the CPU time counted is the calling thread's):
 
 - ``observation`` (default): `permakey.envs.observation.KeypointEncoder` of ``pretrained:GAME``
   on the same random raw (210, 160, 3) frames: batch 1 (one environment) and 8 (a vector of
@@ -45,7 +46,7 @@ def _rate(call, frames: int, calls: int) -> list[float]:
     return [frames * calls / cpu, frames * calls / wall]
 
 
-def child(what: str, games: list[str], calls: int) -> dict[str, list[float]]:
+def child(what: str, games: list[str], calls: int, threads: int) -> dict[str, list[float]]:
     """{"SETTING/batch/features": [cpu frames/s, wall frames/s]} for this process's permakey."""
     import numpy as np
     import torch
@@ -55,7 +56,7 @@ def child(what: str, games: list[str], calls: int) -> dict[str, list[float]]:
     from permakey.runs import TrainedModel
     from permakey.training import get_method
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     rates = {}
     if what == "keypoints":
@@ -88,18 +89,20 @@ def main() -> int:
     parser.add_argument(
         "--calls", type=int, help="timed calls per setting (default 40; keypoints: 2)"
     )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     calls = args.calls or (2 if args.what == "keypoints" else 40)
     if args.child:
-        print(json.dumps(child(args.what, args.games, calls)))
+        print(json.dumps(child(args.what, args.games, calls, args.threads)))
         return 0
     results: dict[str, dict[str, list[list[float]]]] = {"old": {}, "new": {}}
     for _ in range(args.rounds):
         for side, src in (("old", args.old), ("new", args.new)):
             env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
             command = [sys.executable, __file__, "--old", str(args.old), "--child",
-                       "--what", args.what, "--calls", str(calls), "--games", *args.games]  # fmt: skip
+                       "--what", args.what, "--calls", str(calls), "--threads", str(args.threads),
+                       "--games", *args.games]  # fmt: skip
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             for key, rate in json.loads(out.stdout.splitlines()[-1]).items():
                 results[side].setdefault(key, []).append(rate)

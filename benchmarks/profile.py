@@ -1,0 +1,50 @@
+"""Where the time of keypoint extraction or of a training step goes, by operator.
+
+    python benchmarks/profile.py keypoints KIND [--frames 256] [--rows 15]
+    python benchmarks/profile.py train KIND [--preset paper] [--batch 32] [--rows 15]
+
+Runs the same calls as `benchmarks/bench.py` (the method's ``paper`` model or the given
+training preset, random weights and frames, float32, one torch thread), twice untimed, then
+once under `torch.profiler`, and prints the operators sorted by their own CPU time, grouped
+by input shapes. The BENCHMARKS.md profiles (issue 21) come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import keypoints_fn, training_step_fn  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("keypoints", "train"))
+    parser.add_argument("kind", choices=("permakey", "transporter"))
+    parser.add_argument("--frames", type=int, default=256, help="frames per keypoints call")
+    parser.add_argument("--preset", default="paper", help="training preset")
+    parser.add_argument("--batch", type=int, default=32, help="training batch")
+    parser.add_argument("--rows", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    if args.what == "keypoints":
+        call = keypoints_fn(args.kind, device, args.frames)
+    else:
+        call = training_step_fn(args.kind, args.preset, "fp32", args.batch, device)
+    call()
+    call()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        call()
+    averages = prof.key_averages(group_by_input_shape=True)
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
