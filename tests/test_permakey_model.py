@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from permakey.keypoints import Keypoints, from_pixels, gaussian_windows, to_pixels
+from permakey.keypoints import (
+    Keypoints,
+    from_pixels,
+    gaussian_windows,
+    matched_squared_distance,
+    to_pixels,
+)
 from permakey.models.blocks import BatchNormConfig
 from permakey.models.permakey import (
     LSP_WIDE,
@@ -316,6 +322,72 @@ def test_window_border_cost_takes_away_the_border_as_a_cheap_parking_place(borde
     else:  # cheaper on an edge, cheaper still in a corner
         assert cost["edge"] < 0.7 * cost["centre"]
         assert cost["corner"] < 0.45 * cost["centre"]
+
+
+def test_matched_squared_distance_gives_each_centre_a_target_of_its_own() -> None:
+    centres = torch.tensor([[[0.0, 0.0], [0.1, 0.0], [1.0, 1.0]]])
+    # Both first centres are closest to target 0; the one closer gets it, the other target 2.
+    targets = torch.tensor([[[0.05, 0.0], [1.0, 0.9], [0.5, 0.0]]])
+    matched = matched_squared_distance(centres, targets)
+    torch.testing.assert_close(matched, torch.tensor([[0.05**2, 0.4**2, 0.1**2]]))
+    assert matched_squared_distance(targets, targets).abs().max() == 0.0
+
+
+def test_peak_match_adds_the_distance_to_the_error_maps_peaks() -> None:
+    config = dataclasses.replace(
+        PRESETS["cpu-track"], num_keypoints=2, peak_match=0.5, window_border_cost=False
+    )
+    plain = PointNet(dataclasses.replace(config, peak_match=0.0))
+    pointnet = PointNet(config)
+    size = config.image_size
+    stack = torch.zeros(1, 2, size, size)
+    stack[0, :, 20, 30] = 1.0
+    stack[0, :, 60, 10] = 0.8
+    peaks = from_pixels(torch.tensor([[[20.0, 30.0], [60.0, 10.0]]]), size, size)
+    grid_size = config.keypoint_map_size
+    costs = {}
+    for name, centres in (("on", peaks.flip(1)), ("off", peaks + 0.1)):
+        keypoints = Keypoints(
+            centres, gaussian_windows(centres, grid_size, grid_size, config.gaussian_sigma)
+        )
+        costs[name] = pointnet.loss(keypoints, stack) - plain.loss(keypoints, stack)
+    # On the peaks in any order: nothing added; 0.1 off in y and x: 0.5 * 0.02 per keypoint.
+    assert costs["on"].item() == pytest.approx(0.0, abs=1e-6)
+    assert costs["off"].item() == pytest.approx(0.5 * 0.02, rel=1e-4)
+
+
+def test_a_pointnet_with_peak_match_learns_to_put_a_keypoint_on_every_blob() -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        SMALL,
+        image_size=32,
+        num_keypoints=3,
+        pointnet_channels=(8, 16),
+        pointnet_strides=(1, 2),
+        peak_match=1.0,
+    )
+    pointnet = PointNet(config)
+    stack = torch.zeros(4, 2, 32, 32)
+    blobs = torch.tensor([[5.0, 6.0], [20.0, 25.0], [27.0, 8.0]])
+    for (row, col), strength in zip(blobs.long().tolist(), (1.0, 0.9, 0.8), strict=True):
+        stack[:, :, row - 1 : row + 2, col - 1 : col + 2] = strength
+    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        pointnet.loss(pointnet(stack), stack).backward()
+        optimizer.step()
+    pointnet.eval()
+    with torch.no_grad():
+        found = to_pixels(pointnet(stack[:1]).centres[0], 32, 32)  # (3, 2) pixels
+    distance = (found.unsqueeze(0) - blobs.unsqueeze(1)).norm(dim=-1)  # (blob, keypoint)
+    assert distance.amin(dim=1).max() <= 2.0
+    assert len(set(distance.argmin(dim=1).tolist())) == 3  # a keypoint of its own for each
+
+
+def test_peak_match_must_be_a_non_negative_number() -> None:
+    for bad in (-0.1, True, "1"):
+        with pytest.raises(ValueError, match="peak_match"):
+            dataclasses.replace(PRESETS["cpu-track"], peak_match=bad)
 
 
 # --- error stack, detection -----------------------------------------------------------

@@ -143,3 +143,78 @@ def gaussian_windows(centres: torch.Tensor, height: int, width: int, sigma: floa
     along_y = torch.exp(-((ys.view(1, 1, -1) - centres[..., 0:1]) ** 2) / sigma**2)  # (B, K, H)
     along_x = torch.exp(-((xs.view(1, 1, -1) - centres[..., 1:2]) ** 2) / sigma**2)  # (B, K, W)
     return along_y.unsqueeze(-1) * along_x.unsqueeze(-2)  # (B, K, H, W)
+
+
+# Minimum separation of error-map peaks (Chebyshev distance in pixels of the 84 x 84 frame):
+# about the size of a small sprite, so that one object does not take several peaks.
+PEAK_SEPARATION_PX = 4
+
+
+def error_peaks(
+    error_stack: torch.Tensor, num_peaks: int, separation: int = PEAK_SEPARATION_PX
+) -> torch.Tensor:
+    """The strongest local maxima of the summed, normalised error maps of each frame.
+
+    The maps of all layers are summed and smoothed by a 3 x 3 mean (the maps are resized by
+    nearest neighbour from coarse cell grids, so they are blocky; smoothing moves a peak from
+    the corner of a block towards its centre); a thousandth of the raw map breaks the
+    remaining ties at the raw maximum. Peaks are then taken greedily: the strongest pixel,
+    then the strongest outside a ``(2 * separation + 1)`` square around every peak taken so
+    far, ``num_peaks`` times. Ties go to the first pixel in row-major order. A map that runs
+    out of pixels first (only possible for a huge count) gives pixel (0, 0) for the rest. No
+    gradient flows; the work stays on the maps' device.
+
+    Args:
+        error_stack: (B, L, H, W) float, normalised error maps, values in [0, 1].
+        num_peaks: P.
+        separation: minimum Chebyshev distance in pixels between two peaks.
+
+    Returns:
+        (B, P, 2) int64, (row, col) pixels, strongest peak first.
+    """
+    with torch.no_grad():
+        summed = error_stack.float().sum(dim=1, keepdim=True)  # (B, 1, H, W)
+        smoothed = F.avg_pool2d(summed, 3, stride=1, padding=1, count_include_pad=False)
+        # A small share of the raw map breaks the smoothed map's ties at the raw maximum.
+        score = (smoothed + 1e-3 * summed)[:, 0]  # (B, H, W)
+        b, h, w = score.shape
+        rows = torch.arange(h, device=score.device).view(1, h, 1)
+        cols = torch.arange(w, device=score.device).view(1, 1, w)
+        peaks = []
+        for _ in range(num_peaks):
+            index = score.reshape(b, -1).argmax(dim=1)  # (B,)
+            row, col = index // w, index % w
+            peaks.append(torch.stack([row, col], dim=-1))
+            near = ((rows - row.view(b, 1, 1)).abs() <= separation) & (
+                (cols - col.view(b, 1, 1)).abs() <= separation
+            )  # (B, H, W)
+            score = score.masked_fill(near, float("-inf"))
+        return torch.stack(peaks, dim=1)  # (B, P, 2)
+
+
+def matched_squared_distance(centres: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared distance of each centre to a target of its own, matched greedily one to one.
+
+    The closest remaining (centre, target) pair is matched first, until every centre has a
+    target; the matching itself is not differentiated (the distances are).
+
+    Args:
+        centres: (B, K, 2) float, (y, x).
+        targets: (B, K, 2) float, (y, x), in the same units.
+
+    Returns:
+        (B, K) float, the squared distance of centre k to its matched target.
+    """
+    distance = (centres.unsqueeze(2) - targets.unsqueeze(1)).square().sum(-1)  # (B, K, K)
+    b, k, _ = distance.shape
+    with torch.no_grad():
+        free = distance.detach().clone()
+        match = torch.empty(b, k, dtype=torch.long, device=centres.device)
+        batch = torch.arange(b, device=centres.device)
+        for _ in range(k):
+            index = free.reshape(b, -1).argmin(dim=1)  # (B,)
+            centre, target = index // k, index % k
+            match[batch, centre] = target
+            free[batch, centre, :] = float("inf")
+            free[batch, :, target] = float("inf")
+    return distance.gather(2, match.unsqueeze(-1)).squeeze(-1)  # (B, K)

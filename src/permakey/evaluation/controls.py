@@ -11,13 +11,9 @@ import heapq
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from permakey.evaluation import metrics
-
-# Minimum separation of error-map peaks (Chebyshev distance in pixels of the 84 x 84 frame):
-# about the size of a small sprite, so that one object does not take several peaks.
-PEAK_SEPARATION_PX = 4
+from permakey.keypoints import PEAK_SEPARATION_PX, error_peaks
 
 
 def random_keypoints(
@@ -152,15 +148,7 @@ def object_tracker(
 def error_map_peaks(
     error_stack: torch.Tensor, num_keypoints: int, separation: int = PEAK_SEPARATION_PX
 ) -> np.ndarray:
-    """The K strongest local maxima of the summed, normalised error maps of each frame.
-
-    The maps of all layers are summed and smoothed by a 3 x 3 mean (the maps are resized by
-    nearest neighbour from coarse cell grids, so they are blocky; smoothing moves a peak from
-    the corner of a block towards its centre); a thousandth of the raw map breaks the
-    remaining ties at the raw maximum. Peaks are then taken greedily: the strongest pixel,
-    then the strongest outside a ``(2 * separation + 1)`` square around every peak taken so
-    far, K times. Ties go to the first pixel in row-major order. A map that runs out of
-    pixels before K peaks (only possible for a huge K) gives pixel (0, 0) for the rest.
+    """The K strongest separated maxima of each frame's error maps (`keypoints.error_peaks`).
 
     Args:
         error_stack: (B, L, H, W) float, normalised error maps, values in [0, 1].
@@ -170,20 +158,4 @@ def error_map_peaks(
     Returns:
         (B, K, 2) float64, (row, col) pixels, strongest peak first.
     """
-    summed = error_stack.float().sum(dim=1, keepdim=True)  # (B, 1, H, W)
-    smoothed = F.avg_pool2d(summed, 3, stride=1, padding=1, count_include_pad=False)
-    # A small share of the raw map breaks the smoothed map's ties at the raw maximum.
-    score = (smoothed + 1e-3 * summed)[:, 0]  # (B, H, W)
-    b, h, w = score.shape
-    rows = torch.arange(h, device=score.device).view(1, h, 1)
-    cols = torch.arange(w, device=score.device).view(1, 1, w)
-    peaks = []
-    for _ in range(num_keypoints):
-        index = score.reshape(b, -1).argmax(dim=1)  # (B,)
-        row, col = index // w, index % w
-        peaks.append(torch.stack([row, col], dim=-1))
-        near = ((rows - row.view(b, 1, 1)).abs() <= separation) & (
-            (cols - col.view(b, 1, 1)).abs() <= separation
-        )  # (B, H, W)
-        score = score.masked_fill(near, float("-inf"))
-    return torch.stack(peaks, dim=1).double().cpu().numpy()  # (B, K, 2)
+    return error_peaks(error_stack, num_keypoints, separation).double().cpu().numpy()

@@ -33,7 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from permakey.config import JsonConfig
-from permakey.keypoints import Keypoints, centres_from_maps, gaussian_windows, grid
+from permakey.keypoints import (
+    Keypoints,
+    centres_from_maps,
+    error_peaks,
+    from_pixels,
+    gaussian_windows,
+    grid,
+    matched_squared_distance,
+)
 from permakey.models.blocks import (
     BatchNormConfig,
     ConvDecoder,
@@ -105,6 +113,13 @@ class PermaKeyConfig(JsonConfig):
     on the border hides up to half its window (in a corner up to three quarters) and so costs
     less than anywhere else without error, which is where spare keypoints drift (the paper
     observes this in its K ablation). Not in the paper."""
+    peak_match: float = 0.0
+    """Weight of a term in the PointNet loss that pulls each keypoint to an error-map peak of
+    its own: the K strongest separated peaks of the summed error stack (those of the
+    error-map peaks control, `keypoints.error_peaks`) are matched one to one to the K
+    centres, greedily by distance, and the matched squared distances (grid units) are
+    averaged. The spatial softmax puts a keypoint whose map covers two blobs between them, on
+    neither; the term moves it onto one. 0: off. Not in the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -128,6 +143,12 @@ class PermaKeyConfig(JsonConfig):
         _check_positive_int("num_keypoints", self.num_keypoints)
         _check_positive_float("gaussian_sigma", self.gaussian_sigma)
         _check_positive_float("error_eps", self.error_eps)
+        if (
+            isinstance(self.peak_match, bool)
+            or not isinstance(self.peak_match, int | float)
+            or not self.peak_match >= 0
+        ):
+            raise ValueError(f"peak_match must be a number >= 0, got {self.peak_match!r}")
         upsampling = 2 ** sum(s == 2 for s in self.encoder_strides)
         if self.image_size % upsampling:
             raise ValueError(
@@ -510,6 +531,7 @@ class PointNet(nn.Module):
         channels, kernels, strides = config.pointnet_stack
         self.sigma = config.gaussian_sigma
         self.border_cost = config.window_border_cost
+        self.peak_match = float(config.peak_match)
         size = config.image_size
         coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
         # Fixed by the config, so not saved with the weights.
@@ -539,7 +561,8 @@ class PointNet(nn.Module):
         return self.keypoints(self.head(self.encoder(self.inputs(error_stack))[-1]), windows)
 
     def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
-        """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost.
+        """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost
+        and the distances to matched error-map peaks with peak_match.
 
         Args:
             keypoints: this PointNet's output for ``error_stack``.
@@ -556,6 +579,12 @@ class PointNet(nn.Module):
             # The loss is a mean over B * L * H * W in-frame values; the frame's outside adds
             # sum(windows^2) per channel (error 0 there), i.e. outside.sum() * L in that sum.
             loss = loss + outside.mean() / (height * width)
+        if self.peak_match:
+            height, width = error_stack.shape[-2:]
+            peaks = error_peaks(error_stack, keypoints.centres.shape[1])  # (B, K, 2) pixels
+            targets = from_pixels(peaks.float(), height, width)  # (B, K, 2) in [-1, 1]
+            matched = matched_squared_distance(keypoints.centres.float(), targets)  # (B, K)
+            loss = loss + self.peak_match * matched.mean()
         return loss
 
 
