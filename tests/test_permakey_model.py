@@ -384,10 +384,27 @@ def test_a_pointnet_with_peak_match_learns_to_put_a_keypoint_on_every_blob() -> 
     assert len(set(distance.argmin(dim=1).tolist())) == 3  # a keypoint of its own for each
 
 
-def test_peak_match_must_be_a_non_negative_number() -> None:
+def test_keypoint_map_scale_puts_a_two_blob_map_on_the_stronger_blob() -> None:
+    config = dataclasses.replace(PRESETS["cpu-track"], num_keypoints=1)
+    size = config.keypoint_map_size  # 21
+    maps = torch.zeros(1, 1, size, size)
+    maps[0, 0, 3:6, 3:6] = 1.0  # 3 x 3 blobs: each adds 3 / 21 to its rows' and columns' means
+    maps[0, 0, 15:18, 15:18] = 0.8
+    on = {}
+    for scale in (1.0, 100.0):
+        pointnet = PointNet(dataclasses.replace(config, keypoint_map_scale=scale))
+        centre = to_pixels(pointnet.keypoints(maps, windows=False).centres[0, 0], size, size)
+        on[scale] = (centre - torch.tensor([4.0, 4.0])).abs().max().item()
+    assert on[1.0] > 4.0  # the paper's softmax: near the middle of the map, on neither blob
+    assert on[100.0] < 1.0  # sharpened: on the stronger blob
+
+
+def test_peak_match_and_map_scale_are_checked() -> None:
     for bad in (-0.1, True, "1"):
         with pytest.raises(ValueError, match="peak_match"):
             dataclasses.replace(PRESETS["cpu-track"], peak_match=bad)
+    with pytest.raises(ValueError, match="keypoint_map_scale"):
+        dataclasses.replace(PRESETS["cpu-track"], keypoint_map_scale=0.0)
 
 
 # --- error stack, detection -----------------------------------------------------------

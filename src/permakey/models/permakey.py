@@ -120,6 +120,10 @@ class PermaKeyConfig(JsonConfig):
     centres, greedily by distance, and the matched squared distances (grid units) are
     averaged. The spatial softmax puts a keypoint whose map covers two blobs between them, on
     neither; the term moves it onto one. 0: off. Not in the paper."""
+    keypoint_map_scale: float = 1.0
+    """Factor on the PointNet's keypoint maps before the spatial softmax: above 1, a map that
+    responds to several blobs puts its centre on the strongest instead of between them.
+    1: the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -149,6 +153,7 @@ class PermaKeyConfig(JsonConfig):
             or not self.peak_match >= 0
         ):
             raise ValueError(f"peak_match must be a number >= 0, got {self.peak_match!r}")
+        _check_positive_float("keypoint_map_scale", self.keypoint_map_scale)
         upsampling = 2 ** sum(s == 2 for s in self.encoder_strides)
         if self.image_size % upsampling:
             raise ValueError(
@@ -532,6 +537,7 @@ class PointNet(nn.Module):
         self.sigma = config.gaussian_sigma
         self.border_cost = config.window_border_cost
         self.peak_match = float(config.peak_match)
+        self.map_scale = float(config.keypoint_map_scale)
         size = config.image_size
         coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
         # Fixed by the config, so not saved with the weights.
@@ -551,6 +557,8 @@ class PointNet(nn.Module):
     def keypoints(self, maps: torch.Tensor, windows: bool = True) -> Keypoints:
         """(B, K, h, w) keypoint maps -> Keypoints: centres and (unless ``windows`` is False)
         windows, float32."""
+        if self.map_scale != 1.0:
+            maps = maps * self.map_scale
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         drawn = gaussian_windows(centres, *maps.shape[-2:], self.sigma) if windows else None
         return Keypoints(centres, drawn)
