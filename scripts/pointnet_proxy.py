@@ -2,13 +2,13 @@
 
 python scripts/pointnet_proxy.py --peak-match 1.0 --map-scale 10 --steps 300 --seed 0
 
-A `cpu-track` PointNet (K = 4, `--model` options as given) is trained for ``--steps`` Adam
-updates (1e-3, batch 32) on error stacks of 48 x 48 frames, each with four 3 x 3 blobs of
-value 1 at random places (new frames for every batch), and then placed on 64 new frames. It
-prints the share of keypoints within 2.5 px (Chebyshev) of a blob's centre and the share of
-blobs with such a keypoint. Frames of blobs that look alike are where a keypoint map answers
-to several blobs; the per-axis spatial softmax then puts its centre between them.
-"""
+A `cpu-track` PointNet (K = 4; `peak_match` and `keypoint_map_scale` from the options) is
+trained for ``--steps`` Adam updates (1e-3, batch 32) on error stacks of 48 x 48 frames, each
+with four 3 x 3 blobs of value 1 at random places (new frames for every batch), and then placed
+on 64 new frames. It prints the share of keypoints within 2.5 px (Chebyshev) of a blob's centre
+and the share of blobs with such a keypoint. Frames of blobs that look alike are where a
+keypoint map answers to several blobs; the per-axis spatial softmax then puts its centre
+between them."""
 
 from __future__ import annotations
 

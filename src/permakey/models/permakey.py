@@ -119,11 +119,13 @@ class PermaKeyConfig(JsonConfig):
     error-map peaks control, `keypoints.error_peaks`) are matched one to one to the K
     centres, greedily by distance, and the matched squared distances (grid units) are
     averaged. The spatial softmax puts a keypoint whose map covers two blobs between them, on
-    neither; the term moves it onto one. 0: off. Not in the paper."""
+    neither; the term moves it onto one. 0: off. Not in the paper; at the `cpu` scale it
+    raised F1@2 where keypoints were far from the peaks' and lowered purity and objects kept
+    on every game measured (RESULTS.md, "Closing the gap to the error-map peaks")."""
     keypoint_map_scale: float = 1.0
     """Factor on the PointNet's keypoint maps before the spatial softmax: above 1, a map that
     responds to several blobs puts its centre on the strongest instead of between them.
-    1: the paper."""
+    1: off. Not in the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
