@@ -102,7 +102,7 @@ def test_permakey_error_maps_and_keypoints_find_the_sprites(sprites, tmp_path):
 def test_transporter_keypoints_find_the_moving_sprites(sprites, tmp_path):
     model_config = TransporterConfig(channels=(16, 16, 16, 16), num_keypoints=3)
     cfg = TransporterTrainConfig(
-        data=str(sprites), batch_size=16, epochs=6, lr=3e-3, window=16,
+        data=str(sprites), batch_size=16, epochs=10, lr=3e-3, window=16,
         workers=0, in_memory=True, progress=False, device="cpu",
     )  # fmt: skip
     train(TransporterMethod(), cfg, model_config, tmp_path / "run")
