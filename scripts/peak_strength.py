@@ -18,7 +18,7 @@ import torch
 import permakey
 from permakey.data.store import open_split
 from permakey.evaluation import metrics
-from permakey.keypoints import error_peaks
+from permakey.keypoints import error_peaks, peak_score
 
 BINS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.8, 1.01)
 
@@ -32,9 +32,7 @@ def main(run: str, data: str, num_peaks: int) -> None:
     boxes = np.asarray(boxes[: offsets[-1]], dtype=np.float64)
     with torch.no_grad():
         stack = model.keypoints(frames, windows=False, error_maps=True).error_stack
-    summed = stack.sum(dim=1, keepdim=True)  # (N, 1, H, W): the score error_peaks ranks by
-    score = torch.nn.functional.avg_pool2d(summed, 3, 1, 1, count_include_pad=False)
-    score = (score + 1e-3 * summed)[:, 0]  # (N, H, W)
+    score = peak_score(stack)  # (N, H, W)
     pixels = error_peaks(stack, num_peaks)  # (N, P, 2)
     strength = score[torch.arange(len(score))[:, None], pixels[..., 0], pixels[..., 1]]
     share = (strength / strength[:, :1]).numpy()  # (N, P)

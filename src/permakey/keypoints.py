@@ -150,6 +150,14 @@ def gaussian_windows(centres: torch.Tensor, height: int, width: int, sigma: floa
 PEAK_SEPARATION_PX = 4
 
 
+def peak_score(error_stack: torch.Tensor) -> torch.Tensor:
+    """(B, L, H, W) normalised error maps -> (B, H, W) float32, what `error_peaks` ranks: the
+    summed maps smoothed by a 3 x 3 mean, plus a thousandth of the raw sum to break ties."""
+    summed = error_stack.float().sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    smoothed = F.avg_pool2d(summed, 3, stride=1, padding=1, count_include_pad=False)
+    return (smoothed + 1e-3 * summed)[:, 0]  # (B, H, W)
+
+
 def error_peaks(
     error_stack: torch.Tensor, num_peaks: int, separation: int = PEAK_SEPARATION_PX
 ) -> torch.Tensor:
@@ -173,10 +181,7 @@ def error_peaks(
         (B, P, 2) int64, (row, col) pixels, strongest peak first.
     """
     with torch.no_grad():
-        summed = error_stack.float().sum(dim=1, keepdim=True)  # (B, 1, H, W)
-        smoothed = F.avg_pool2d(summed, 3, stride=1, padding=1, count_include_pad=False)
-        # A small share of the raw map breaks the smoothed map's ties at the raw maximum.
-        score = (smoothed + 1e-3 * summed)[:, 0]  # (B, H, W)
+        score = peak_score(error_stack)  # (B, H, W)
         b, h, w = score.shape
         rows = torch.arange(h, device=score.device).view(1, h, 1)
         cols = torch.arange(w, device=score.device).view(1, 1, w)
