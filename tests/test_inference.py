@@ -183,6 +183,16 @@ CONFIGS = {
         image_size=16, encoder_channels=(4,), encoder_kernels=(3,), encoder_strides=(1,),
         latent_dim=4, lsp_layers=(0,), lsp_hidden=(), patch_size=4, num_keypoints=2,
     ),
+    # Directional LSP networks, with BatchNorm, and as linear predictors.
+    "directional-bn": dataclasses.replace(
+        PRESETS["authors-code"], image_size=16, encoder_channels=(4, 8), encoder_kernels=(4, 3),
+        encoder_strides=(1, 2), latent_dim=4, lsp_hidden=(8, 6), num_keypoints=3,
+        lsp_directional=True,
+    ),
+    "directional-linear": PermaKeyConfig(
+        image_size=16, encoder_channels=(4,), encoder_kernels=(3,), encoder_strides=(1,),
+        latent_dim=4, lsp_layers=(0,), lsp_hidden=(), num_keypoints=2, lsp_directional=True,
+    ),
 }  # fmt: skip
 
 

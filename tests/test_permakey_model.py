@@ -20,6 +20,7 @@ from permakey.keypoints import (
 )
 from permakey.models.blocks import BatchNormConfig
 from permakey.models.permakey import (
+    DIRECTION_PAIRS,
     LSP_WIDE,
     NEIGHBOUR_OFFSETS,
     PRESETS,
@@ -28,6 +29,7 @@ from permakey.models.permakey import (
     PermaKey,
     PermaKeyConfig,
     PointNet,
+    cell_errors,
     normalised_error_stack,
     pointnet_loss,
     window_energy_outside,
@@ -89,6 +91,51 @@ def plain_lsp(lsp: LocalSpatialPredictor, cells: torch.Tensor) -> torch.Tensor:
         else:
             x = x @ layer.weight[:, :, 0, 0].T + layer.bias
     return x.view(b, h, w, d).permute(0, 3, 1, 2)
+
+
+def plain_directional(lsp: LocalSpatialPredictor, cells: torch.Tensor) -> torch.Tensor:
+    """The plain form of a directional LSP: for each pair g of `DIRECTION_PAIRS`, an MLP on the
+    two opposite neighbour cells concatenated, read from block g of every layer's weights.
+
+    Args:
+        cells: (B, D, h, w).
+
+    Returns:
+        (B, G, D, h, w) predictions.
+    """
+    b, d, h, w = cells.shape
+    padded = F.pad(cells, (1, 1, 1, 1))
+    first, *rest = list(lsp.net)
+    groups = len(DIRECTION_PAIRS)
+    out = []
+    for g, (dy, dx) in enumerate(DIRECTION_PAIRS):
+        taps = [(dy, dx), (-dy, -dx)]
+        pair = torch.cat(
+            [padded[:, :, 1 + y : 1 + y + h, 1 + x : 1 + x + w] for y, x in taps], dim=1
+        )  # (B, 2 * D, h, w)
+        x = pair.permute(0, 2, 3, 1).reshape(b * h * w, 2 * d)  # one row per cell
+        block = first.weight.shape[0] // groups
+        weight = torch.cat([first.weight[:, :, 1 + y, 1 + x] for y, x in taps], 1)
+        x = x @ weight[g * block : (g + 1) * block].T + first.bias[g * block : (g + 1) * block]
+        for layer in rest:
+            if isinstance(layer, nn.BatchNorm2d):
+                part = slice(g * x.shape[1], (g + 1) * x.shape[1])
+                stats = (
+                    (None, None)
+                    if layer.training
+                    else (layer.running_mean[part], layer.running_var[part])
+                )
+                x = F.batch_norm(
+                    x, *stats, layer.weight[part], layer.bias[part], layer.training, 0.0, layer.eps
+                )
+            elif isinstance(layer, nn.ReLU):
+                x = x.relu()
+            else:
+                block = layer.weight.shape[0] // groups
+                part = slice(g * block, (g + 1) * block)
+                x = x @ layer.weight[part, :, 0, 0].T + layer.bias[part]
+        out.append(x.view(b, h, w, d).permute(0, 3, 1, 2))
+    return torch.stack(out, dim=1)
 
 
 def plain_cells(features: torch.Tensor, p: int) -> torch.Tensor:
@@ -162,7 +209,65 @@ def test_lsp_efficient_form_equals_plain_form(batchnorm: bool, training: bool) -
         lsp(torch.rand(4, 12, 5, 6))
     lsp.train(training)
     cells = torch.rand(3, 12, 5, 6)
-    torch.testing.assert_close(lsp(cells), plain_lsp(lsp, cells), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lsp(cells)[:, 0], plain_lsp(lsp, cells), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_directional_lsp_is_one_mlp_per_pair_of_opposite_neighbours(
+    batchnorm: bool, training: bool
+) -> None:
+    torch.manual_seed(0)
+    lsp = LocalSpatialPredictor(12, (20, 10), batchnorm, BatchNormConfig(), directional=True)
+    if batchnorm:  # non-trivial running statistics for eval mode
+        lsp(torch.rand(4, 12, 5, 6))
+    lsp.train(training)
+    cells = torch.rand(3, 12, 5, 6)
+    predictions = lsp(cells)
+    assert predictions.shape == (3, len(DIRECTION_PAIRS), 12, 5, 6)
+    torch.testing.assert_close(predictions, plain_directional(lsp, cells), atol=1e-5, rtol=1e-5)
+    # Each network sees its own two neighbours and nothing else, even after an update.
+    predictions.square().sum().backward()
+    with torch.no_grad():
+        for p in lsp.parameters():
+            p.sub_(0.1 * p.grad)
+    changed = cells.clone()
+    changed[0, :, 2, 3] += 5.0
+    lsp.eval()
+    diff = (lsp(changed) - lsp(cells)).abs().sum(dim=2)[0]  # (G, 5, 6)
+    for g, (dy, dx) in enumerate(DIRECTION_PAIRS):
+        seen = torch.zeros(5, 6, dtype=torch.bool)
+        seen[2 + dy, 3 + dx] = seen[2 - dy, 3 - dx] = True
+        assert torch.all(diff[g][seen] > 0.0), (dy, dx)
+        assert torch.all(diff[g][~seen] == 0.0), (dy, dx)
+
+
+def test_directional_error_finds_a_line_predictable_and_an_object_not() -> None:
+    """Linear predictors that average their neighbours, on random cells crossed by a uniform
+    horizontal line with one bright object cell: the left-right pair predicts the line's cells
+    exactly (the smallest error is 0 there), averaging all 8 neighbours does not, and the
+    object is unpredictable either way."""
+    d = 3
+    cells = torch.rand(1, d, 7, 9, generator=torch.Generator().manual_seed(0))
+    cells[0, :, 3] = torch.tensor([0.9, 0.2, 0.5]).view(d, 1)  # the line, row 3
+    cells[0, :, 1, 4] = 5.0  # the object
+    directional = LocalSpatialPredictor(d, (), False, BatchNormConfig(), directional=True)
+    everything = LocalSpatialPredictor(d, (), False, BatchNormConfig())
+    with torch.no_grad():
+        for lsp, share in ((directional, 0.5), (everything, 1 / 8)):
+            conv = lsp.net[0]
+            conv.bias.zero_()
+            # Output channel g * D + c takes `share` of input channel c at each tap it sees.
+            conv.weight.copy_(share * torch.eye(d).repeat(lsp.directions, 1)[..., None, None])
+            conv.weight.mul_(conv.centre_mask)
+        squared, smallest = cell_errors(directional(cells), cells)  # (1, 4, 7, 9), (1, 7, 9)
+        _, mean_of_all = cell_errors(everything(cells), cells)  # (1, 7, 9)
+    assert squared.shape == (1, len(DIRECTION_PAIRS), 7, 9)
+    torch.testing.assert_close(smallest, squared.amin(dim=1))
+    interior = smallest[0, 3, 1:-1]  # the line's cells with two line neighbours
+    assert torch.all(interior < 1e-10)
+    assert torch.all(mean_of_all[0, 3, 1:-1] > 0.01)
+    assert smallest[0, 1, 4] > 10.0 and mean_of_all[0, 1, 4] > 10.0
 
 
 def test_centre_cell_does_not_predict_itself() -> None:
@@ -171,7 +276,7 @@ def test_centre_cell_does_not_predict_itself() -> None:
     cells = torch.rand(1, 8, 6, 6)
     changed = cells.clone()
     changed[0, :, 2, 3] += 5.0
-    diff = (lsp(changed) - lsp(cells)).abs().sum(dim=1)[0]  # (6, 6)
+    diff = (lsp(changed) - lsp(cells)).abs().sum(dim=(1, 2))[0]  # (6, 6)
     assert diff[2, 3] == 0.0
     for dy, dx in NEIGHBOUR_OFFSETS:
         assert diff[2 + dy, 3 + dx] > 0.0
@@ -197,6 +302,26 @@ def test_model_error_maps_and_lsp_losses_match_plain_form(config: PermaKeyConfig
         expected = squared.mean(dim=1) / (cells.mean(dim=1) + 1e-3)
         torch.testing.assert_close(out.error_maps[i], expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.losses[f"lsp/{layer}"], squared.mean())
+
+
+def test_directional_model_maps_take_the_smallest_error_and_train_every_network() -> None:
+    config = dataclasses.replace(SMALL_BN, lsp_directional=True)
+    model = make_model(config).eval()
+    images = images_for(config, batch=3)
+    out = model(images)
+    features = model.feature_maps(images)
+    for i, layer in enumerate(config.lsp_layers):
+        cells = plain_cells(features[layer], config.patch_size)  # (B, D, h, w)
+        squared = (plain_directional(model.lsp[i], cells) - cells.unsqueeze(1)).square()
+        smallest = squared.mean(dim=2).amin(dim=1)  # (B, h, w)
+        expected = smallest / (cells.mean(dim=1) + 1e-3)
+        torch.testing.assert_close(out.error_maps[i], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.losses[f"lsp/{layer}"], squared.mean())
+    model.train()
+    model(images).losses["lsp"].backward()
+    for lsp in model.lsp:
+        last = lsp.net[-1].weight.grad.view(len(DIRECTION_PAIRS), -1)  # per network
+        assert torch.all(last.abs().sum(dim=1) > 0)
 
 
 def test_error_map_sqrt_option() -> None:

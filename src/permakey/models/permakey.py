@@ -61,6 +61,10 @@ NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = tuple(
 )
 """(dy, dx) cell offsets of the 8 neighbours, in the order the plain form concatenates them."""
 
+DIRECTION_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
+"""(dy, dx) of one cell of each opposite pair of neighbours a directional LSP network predicts
+from, the other being (-dy, -dx): left and right, above and below, and the two diagonals."""
+
 
 @dataclass(frozen=True)
 class PermaKeyConfig(JsonConfig):
@@ -88,6 +92,13 @@ class PermaKeyConfig(JsonConfig):
     """Hidden widths of the LSP MLP; the string "8ppC" stands for 8 * p * p * C of the layer."""
     lsp_batchnorm: bool = False
     """BatchNorm after each hidden LSP layer (the authors' code), before its ReLU."""
+    lsp_directional: bool = False
+    """Predict each cell four times, each time from one pair of opposite neighbours only
+    (`DIRECTION_PAIRS`), by four networks of the `lsp_hidden` widths side by side, each trained
+    on every cell; a cell's error is the smallest of its four. A cell on a straight line or
+    edge (a Noisy Atari bar, a wall) is predictable from the two cells along it whatever lies
+    beside it, while a part of a small object is predictable from no pair. Four times the LSP
+    networks' arithmetic. Not in the paper."""
     error_map_sqrt: bool = False
     """Error map from the root of the cell's mean squared error (an earlier revision of the
     authors' code) instead of the mean squared error itself (the paper, the last revision)."""
@@ -182,7 +193,13 @@ class PermaKeyConfig(JsonConfig):
                     f"lsp_hidden entry {width!r} must be a positive int or {LSP_WIDE!r}"
                 )
         _check_conv_stack("pointnet", *self.pointnet_stack)
-        for name in ("lsp_batchnorm", "error_map_sqrt", "pointnet_coords", "window_border_cost"):
+        for name in (
+            "lsp_batchnorm",
+            "lsp_directional",
+            "error_map_sqrt",
+            "pointnet_coords",
+            "window_border_cost",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.bn, BatchNormConfig):
@@ -220,6 +237,11 @@ class PermaKeyConfig(JsonConfig):
     def cell_dim(self, layer: int) -> int:
         """p * p * C: the length of one cell vector of encoder layer ``layer``."""
         return self.patch_size**2 * self.feature_shapes[layer][0]
+
+    @property
+    def lsp_directions(self) -> int:
+        """How many predictions of each cell an LSP network makes: 4 if `lsp_directional`, else 1."""
+        return len(DIRECTION_PAIRS) if self.lsp_directional else 1
 
     def lsp_widths(self, layer: int) -> tuple[int, ...]:
         """Hidden widths of the LSP network of encoder layer ``layer``, "8ppC" resolved."""
@@ -410,13 +432,20 @@ class CentreMaskedConv2d(nn.Conv2d):
 
     Applied to a cell grid it is a linear layer on the concatenated 8 neighbour cells (zero
     cells beyond the border); the mask in forward keeps the centre weight out of both the
-    output and the gradient.
+    output and the gradient. ``directional``: the outputs come in `DIRECTION_PAIRS` blocks of
+    equal size, and block g sees only the pair of neighbours ``DIRECTION_PAIRS[g]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, directional: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel_size=3, padding=1)
-        mask = torch.ones(1, 1, 3, 3)
-        mask[..., 1, 1] = 0.0
+        if directional:
+            mask = torch.zeros(len(DIRECTION_PAIRS), out_channels // len(DIRECTION_PAIRS), 3, 3)
+            for g, (dy, dx) in enumerate(DIRECTION_PAIRS):
+                mask[g, :, 1 + dy, 1 + dx] = mask[g, :, 1 - dy, 1 - dx] = 1.0
+            mask = mask.view(out_channels, 1, 3, 3)  # (G, out / G, 3, 3) -> (out, 1, 3, 3)
+        else:
+            mask = torch.ones(1, 1, 3, 3)
+            mask[..., 1, 1] = 0.0
         self.register_buffer("centre_mask", mask, persistent=False)
         with torch.no_grad():
             self.weight.mul_(mask)
@@ -430,31 +459,40 @@ class LocalSpatialPredictor(nn.Module):
     """Predicts every cell of a cell grid from its 8 neighbours (one LSP network).
 
     Centre-masked 3 x 3 conv to the first hidden width, then 1 x 1 convs; each hidden layer is
-    followed by [BatchNorm ->] ReLU, the output is linear.
+    followed by [BatchNorm ->] ReLU, the output is linear. Directional (G = 4): G such
+    networks side by side as grouped convs, network g predicting from the neighbour pair
+    ``DIRECTION_PAIRS[g]`` only.
 
     Args:
         cell_dim: D = p * p * C, the length of a cell vector.
-        hidden: hidden widths (may be empty: a linear predictor).
+        hidden: hidden widths of each network (may be empty: a linear predictor).
         batchnorm: BatchNorm after each hidden layer.
         bn: BatchNorm settings.
+        directional: G = 4 networks, one per neighbour pair; else G = 1 on all 8 neighbours.
     """
 
     def __init__(
-        self, cell_dim: int, hidden: tuple[int, ...], batchnorm: bool, bn: BatchNormConfig
+        self,
+        cell_dim: int,
+        hidden: tuple[int, ...],
+        batchnorm: bool,
+        bn: BatchNormConfig,
+        directional: bool = False,
     ) -> None:
         super().__init__()
-        widths = [*hidden, cell_dim]
-        layers: list[nn.Module] = [CentreMaskedConv2d(cell_dim, widths[0])]
+        self.directions = g = len(DIRECTION_PAIRS) if directional else 1
+        widths = [g * w for w in (*hidden, cell_dim)]
+        layers: list[nn.Module] = [CentreMaskedConv2d(cell_dim, widths[0], directional)]
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             if batchnorm:
                 layers.append(nn.BatchNorm2d(w_in, eps=bn.eps, momentum=bn.momentum))
             layers.append(nn.ReLU(inplace=True))
-            layers.append(nn.Conv2d(w_in, w_out, kernel_size=1))
+            layers.append(nn.Conv2d(w_in, w_out, kernel_size=1, groups=g))
         self.net = nn.Sequential(*layers)
 
     def forward(self, cells: torch.Tensor) -> torch.Tensor:
-        """(B, D, h, w) cell grid -> (B, D, h, w) prediction of each cell from its neighbours."""
-        return self.net(cells)
+        """(B, D, h, w) cell grid -> (B, G, D, h, w) predictions of each cell (G = `directions`)."""
+        return self.net(cells).unflatten(1, (self.directions, -1))  # (B, G * D, h, w) -> ...
 
 
 def to_cells(features: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -476,10 +514,35 @@ def cell_squared_error(
 ) -> torch.Tensor:
     """(B, D, h, w) prediction and target -> (B, h, w) float32 mean squared error per cell.
 
-    ``dim``: the axis holding a cell's D values (-1 for (B, h, w, D) cell rows).
+    ``dim``: the axis holding a cell's D values (-1 for (B, h, w, D) cell rows); the two may
+    differ in other axes where they broadcast.
     """
     with _float32(prediction.device):
         return (prediction.float() - target.float()).square().mean(dim=dim)
+
+
+def cell_errors(
+    predictions: torch.Tensor, target: torch.Tensor, dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSP loss's and the error map's cell errors from G predictions of each cell.
+
+    Args:
+        predictions: (B, G, D, h, w) (`LocalSpatialPredictor` output); with ``dim=-1``,
+            (B, h, w, G, D) rows.
+        target: (B, D, h, w) cells; with ``dim=-1``, (B, h, w, D).
+        dim: ``target``'s axis holding a cell's D values, 1 or -1.
+
+    Returns:
+        (B, G, h, w) (``dim=-1``: (B, h, w, G)) float32 mean squared error of each prediction,
+        whose mean is the loss, and (B, h, w) float32 the smallest over G, for `error_map`.
+    """
+    if dim == 1:
+        squared = cell_squared_error(predictions, target.unsqueeze(1), dim=2)  # (B, G, h, w)
+        return squared, squared.amin(dim=1)
+    if dim == -1:
+        squared = cell_squared_error(predictions, target.unsqueeze(-2), dim=-1)  # (B, h, w, G)
+        return squared, squared.amin(dim=-1)
+    raise ValueError(f"dim must be 1 or -1, got {dim}")
 
 
 def error_map(
@@ -675,7 +738,11 @@ class PermaKey(nn.Module):
         self.vae = VAE(config)
         self.lsp = nn.ModuleList(
             LocalSpatialPredictor(
-                config.cell_dim(layer), config.lsp_widths(layer), config.lsp_batchnorm, config.bn
+                config.cell_dim(layer),
+                config.lsp_widths(layer),
+                config.lsp_batchnorm,
+                config.bn,
+                config.lsp_directional,
             )
             for layer in config.lsp_layers
         )
@@ -691,21 +758,22 @@ class PermaKey(nn.Module):
     def _local_prediction(
         self, features: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per LSP layer: (B, h, w) float32 cell squared errors and (detached) error maps."""
-        cell_errors, error_maps = [], []
+        """Per LSP layer: (B, G, h, w) float32 cell squared errors of each of the G predictions
+        of a cell (`cell_errors`; G = 1 unless `lsp_directional`) and (detached) error maps."""
+        losses, error_maps = [], []
         for layer, lsp in zip(self.config.lsp_layers, self.lsp, strict=True):
             cells = to_cells(features[layer].detach(), self.config.patch_size)  # (B, D, h, w)
-            cell_error = cell_squared_error(lsp(cells), cells)  # (B, h, w)
-            cell_errors.append(cell_error)
+            squared, smallest = cell_errors(lsp(cells), cells)  # (B, G, h, w), (B, h, w)
+            losses.append(squared)
             error_maps.append(
                 error_map(
-                    cell_error.detach(),
+                    smallest.detach(),
                     cells,
                     self.config.error_eps,
                     self.config.error_map_sqrt,
                 )
             )
-        return cell_errors, error_maps
+        return losses, error_maps
 
     def forward(self, images: torch.Tensor) -> PermaKeyOutput:
         """Runs all three modules and computes their losses.
@@ -722,9 +790,9 @@ class PermaKey(nn.Module):
         self._check_images(images)
         vae_out = self.vae(images)
         losses = vae_losses(images, vae_out, self.config.recon_variance)
-        cell_errors, error_maps = self._local_prediction(vae_out.features)
-        for layer, cell_error in zip(self.config.lsp_layers, cell_errors, strict=True):
-            losses[f"lsp/{layer}"] = cell_error.mean()
+        squared_errors, error_maps = self._local_prediction(vae_out.features)
+        for layer, squared in zip(self.config.lsp_layers, squared_errors, strict=True):
+            losses[f"lsp/{layer}"] = squared.mean()
         losses["lsp"] = torch.stack([losses[f"lsp/{la}"] for la in self.config.lsp_layers]).sum()
         error_stack = normalised_error_stack(error_maps, self.config.image_size)
         keypoints = self.pointnet(error_stack)
@@ -824,7 +892,7 @@ class LSPInference:
     layer's outputs are permuted to match, so every prediction is the same number (the error
     is a mean over a cell's values, which order does not change). BatchNorm is folded, the
     centre mask applied once, and the 1 x 1 convs run as matrix products on the (B, h, w, D)
-    cell rows.
+    cell rows (directional: as G matrix products side by side).
 
     Args:
         lsp: the network, in eval mode.
@@ -837,6 +905,7 @@ class LSPInference:
         self.eps, self.sqrt = config.error_eps, config.error_map_sqrt
         # order[n] = to_cells' index of the n-th value of a cell in (i, j, c) order.
         order = torch.arange(channels * p * p).view(channels, p, p).permute(1, 2, 0).flatten()
+        g = self.directions = lsp.directions
         layers = list(lsp.net)
         folded = []
         for i, layer in enumerate(layers):
@@ -848,9 +917,13 @@ class LSPInference:
                     weight = weight * layer.centre_mask
                 folded.append(list(fold_batchnorm(weight, layer.bias, bn)))
         folded[0][0] = folded[0][0][:, order]
-        folded[-1] = [folded[-1][0][order], folded[-1][1][order]]
+        outputs = (order + order.numel() * torch.arange(g).unsqueeze(1)).flatten()  # per block
+        folded[-1] = [folded[-1][0][outputs], folded[-1][1][outputs]]
         self.first = FoldedConv(*folded[0], 1, relu=len(folded) > 1)
-        self.rest = [(weight.flatten(1), bias) for weight, bias in folded[1:]]  # 1 x 1 convs
+        # 1 x 1 convs of G groups as (G, out / G, in / G) matrices and (G, out / G) biases.
+        self.rest = [
+            (weight.view(g, -1, weight.shape[1]), bias.view(g, -1)) for weight, bias in folded[1:]
+        ]
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) features -> (B, H / p, W / p) float32 error map (`error_map`)."""
@@ -858,13 +931,17 @@ class LSPInference:
         p = self.patch
         rows = features.permute(0, 2, 3, 1).reshape(b, h // p, p, w // p, p, c)
         cells = rows.transpose(2, 3).reshape(b, h // p, w // p, p * p * c)  # (B, h, w, D)
-        x = self.first(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, h, w, width)
+        x = self.first(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, h, w, G * width)
+        x = x.unflatten(-1, (self.directions, -1))  # (B, h, w, G, width)
         for n, (weight, bias) in enumerate(self.rest):
-            x = F.linear(x, weight, bias)
+            if self.directions == 1:
+                x = F.linear(x, weight[0], bias[0])
+            else:
+                x = torch.einsum("...gi,goi->...go", x, weight) + bias
             if n < len(self.rest) - 1:
                 x = x.relu_()
-        cell_error = cell_squared_error(x, cells, dim=-1)  # (B, h, w)
-        return error_map(cell_error, cells, self.eps, self.sqrt, dim=-1)
+        _, smallest = cell_errors(x, cells, dim=-1)  # (B, h, w)
+        return error_map(smallest, cells, self.eps, self.sqrt, dim=-1)
 
 
 class PermaKeyInference:
