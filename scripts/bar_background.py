@@ -16,7 +16,7 @@ in the way, and what differs between bars is only the game beside them. For each
   below the painted bar (the pixels that share LSP cells with it), the share of pixels whose
   colour differs from the next pixel along the bar.
 
-Prints, per quartile of the background change, the number of bars, the change's range and
+Prints, per bin of the background change (`BINS`), the number of bars, the change's range and
 the mean excess (with its standard error), and the rank correlation of the two.
 """
 
@@ -35,6 +35,7 @@ from permakey.runs.trained import load
 
 BESIDE = 4  # px above and below the bar measured for the background: one `cpu-track` cell
 BATCH = 64
+BINS = (0.0, 0.05, 0.15, 0.25, 0.35, 1.01)  # of the background change, same for every game
 
 
 def bar_rows(stack: np.ndarray, clean: np.ndarray, band: np.ndarray, across: np.ndarray):
@@ -83,15 +84,14 @@ def main(argv: list[str]) -> None:
     excess, change = np.array(found).T  # (2N,) each
     print(f"{run}: {len(excess)} bars on {n} frames, {noise}")
     print("| background change along the bar | bars | mean excess (s.e.) |\n|---|---|---|")
-    edges = np.quantile(change, [0, 0.25, 0.5, 0.75, 1])
-    quartile = np.clip(np.searchsorted(edges, change, side="right") - 1, 0, 3)
-    for q in range(4):
-        pick = quartile == q
-        if not pick.any():  # tied quartile edges
+    group = np.searchsorted(BINS, change, side="right") - 1  # (2N,) in [0, len(BINS) - 1)
+    for q in range(len(BINS) - 1):
+        pick = group == q
+        if not pick.any():
             continue
         spread = excess[pick].std(ddof=1) / np.sqrt(pick.sum()) if pick.sum() > 1 else 0.0
         print(
-            f"| {change[pick].min():.3f}-{change[pick].max():.3f} | {pick.sum()} "
+            f"| {BINS[q]:.2f}-{min(BINS[q + 1], 1):.2f} | {pick.sum()} "
             f"| {excess[pick].mean():.2f} ({spread:.2f}) |"
         )
     rho = spearmanr(change, excess)

@@ -238,11 +238,6 @@ class PermaKeyConfig(JsonConfig):
         """p * p * C: the length of one cell vector of encoder layer ``layer``."""
         return self.patch_size**2 * self.feature_shapes[layer][0]
 
-    @property
-    def lsp_directions(self) -> int:
-        """How many predictions of each cell an LSP network makes: 4 if `lsp_directional`, else 1."""
-        return len(DIRECTION_PAIRS) if self.lsp_directional else 1
-
     def lsp_widths(self, layer: int) -> tuple[int, ...]:
         """Hidden widths of the LSP network of encoder layer ``layer``, "8ppC" resolved."""
         wide = 8 * self.cell_dim(layer)
