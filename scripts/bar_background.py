@@ -38,17 +38,19 @@ BATCH = 64
 BINS = (0.0, 0.05, 0.15, 0.25, 0.35, 1.01)  # of the background change, same for every game
 
 
-def bar_rows(stack: np.ndarray, clean: np.ndarray, band: np.ndarray, across: np.ndarray):
+def bar_rows(
+    stack: np.ndarray, clean: np.ndarray, band: np.ndarray, painted: np.ndarray, across: np.ndarray
+):
     """(excess, change) of row bars: one frame's summed map (H, W), its clean frame (H, W, 3),
-    the bar's grown rows (H,) bool, and the other bar's grown columns (W,) bool."""
+    the bar's grown and painted rows (H,) bool, and the other bar's grown columns (W,) bool."""
     height, frame_width = stack.shape
     cols = np.ones(frame_width, dtype=bool)
     cols[: error_mass.END_PX] = cols[frame_width - error_mass.END_PX :] = False
     cols &= ~across
     region = band[:, None] & cols[None, :]  # (H, W)
     excess = (stack[region].sum() / stack.sum()) / (region.sum() / stack.size)
-    grown = np.flatnonzero(band)
-    top, bottom = grown[0] + error_mass.MARGIN, grown[-1] - error_mass.MARGIN + 1  # painted
+    rows = np.flatnonzero(painted)
+    top, bottom = rows[0], rows[-1] + 1
     beside = np.zeros(height, dtype=bool)
     beside[max(top - BESIDE, 0) : top] = beside[bottom : bottom + BESIDE] = True
     changes = np.any(clean[:, 1:] != clean[:, :-1], axis=-1)  # (H, W - 1)
@@ -75,12 +77,14 @@ def main(argv: list[str]) -> None:
         maps.append(found.error_stack.sum(dim=1).numpy())  # (B, H, W)
     stacks = np.concatenate(maps)
     rows, cols = bar_bands(bars, height, width, noise, error_mass.MARGIN)  # (N, H), (N, W)
+    painted_rows, painted_cols = bar_bands(bars, height, width, noise)
     found = []
     for i in range(n):
         if stacks[i].sum() <= 0:
             continue
-        found.append(bar_rows(stacks[i], clean[i], rows[i], cols[i]))
-        found.append(bar_rows(stacks[i].T, clean[i].transpose(1, 0, 2), cols[i], rows[i]))
+        found.append(bar_rows(stacks[i], clean[i], rows[i], painted_rows[i], cols[i]))
+        flipped = clean[i].transpose(1, 0, 2)  # the vertical bar as a row band
+        found.append(bar_rows(stacks[i].T, flipped, cols[i], painted_cols[i], rows[i]))
     excess, change = np.array(found).T  # (2N,) each
     print(f"{run}: {len(excess)} bars on {n} frames, {noise}")
     print("| background change along the bar | bars | mean excess (s.e.) |\n|---|---|---|")

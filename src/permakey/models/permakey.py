@@ -487,7 +487,8 @@ class LocalSpatialPredictor(nn.Module):
 
     def forward(self, cells: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) cell grid -> (B, G, D, h, w) predictions of each cell (G = `directions`)."""
-        return self.net(cells).unflatten(1, (self.directions, -1))  # (B, G * D, h, w) -> ...
+        predictions = self.net(cells)  # (B, G * D, h, w)
+        return predictions.unflatten(1, (self.directions, -1))  # -> (B, G, D, h, w)
 
 
 def to_cells(features: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -755,11 +756,11 @@ class PermaKey(nn.Module):
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per LSP layer: (B, G, h, w) float32 cell squared errors of each of the G predictions
         of a cell (`cell_errors`; G = 1 unless `lsp_directional`) and (detached) error maps."""
-        losses, error_maps = [], []
+        squared_errors, error_maps = [], []
         for layer, lsp in zip(self.config.lsp_layers, self.lsp, strict=True):
             cells = to_cells(features[layer].detach(), self.config.patch_size)  # (B, D, h, w)
             squared, smallest = cell_errors(lsp(cells), cells)  # (B, G, h, w), (B, h, w)
-            losses.append(squared)
+            squared_errors.append(squared)
             error_maps.append(
                 error_map(
                     smallest.detach(),
@@ -768,7 +769,7 @@ class PermaKey(nn.Module):
                     self.config.error_map_sqrt,
                 )
             )
-        return losses, error_maps
+        return squared_errors, error_maps
 
     def forward(self, images: torch.Tensor) -> PermaKeyOutput:
         """Runs all three modules and computes their losses.
