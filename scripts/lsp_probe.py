@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from permakey.data.noise import bar_bands, bar_mask, draw_bars, frame_bars, paint_bars
+from permakey.data.frames import to_float
+from permakey.data.noise import bar_mask, draw_bars, frame_bars, paint_bars
 from permakey.data.store import open_split
-from permakey.evaluation.error_mass import MARGIN
+from permakey.evaluation import error_mass
 from permakey.models.permakey import (
     DIRECTION_PAIRS,
     NEIGHBOUR_OFFSETS,
@@ -75,16 +76,18 @@ class NeighbourMeanSkip(nn.Module):
 
 def images(frames: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255)
+    return to_float(torch.from_numpy(frames).permute(0, 3, 1, 2), "cpu")
 
 
 def measure(model: PermaKey, lsp, frames, bars, noise) -> dict[str, float]:
-    """Bar mass of the normalised error stack and per-layer raw error ratios of ``lsp``."""
+    """Bar mass of the normalised error stack (as `permakey evaluate` computes it:
+    `error_mass.bar_parts`, `part_masses`, `bar_error_mass`) and per-layer raw error ratios of
+    ``lsp``."""
     n, height, width = frames.shape[:3]
-    grown = bar_mask(bars, height, width, noise, MARGIN)  # (N, H, W)
-    rows, cols = bar_bands(bars, height, width, noise)
-    painted_mask = rows[:, :, None] | cols[:, None, :]  # (N, H, W)
-    shares, raw = [], {layer: [[], []] for layer in model.config.lsp_layers}
+    no_sprites = np.zeros((n, height, width), dtype=bool)  # the parts' total needs none
+    labels = error_mass.bar_parts(bars, noise, height, width, no_sprites)  # (N, H, W)
+    painted_mask = bar_mask(bars, height, width, noise)  # (N, H, W)
+    masses, raw = [], {layer: [[], []] for layer in model.config.lsp_layers}
     with torch.no_grad():
         for start in range(0, n, 100):
             stop = min(start + 100, n)
@@ -95,7 +98,8 @@ def measure(model: PermaKey, lsp, frames, bars, noise) -> dict[str, float]:
             for layer, net in zip(model.config.lsp_layers, lsp, strict=True):
                 cells = to_cells(features[layer], model.config.patch_size)  # (B, D, h, w)
                 _, smallest = cell_errors(net(cells), cells)  # (B, h, w)
-                maps.append(error_map(smallest, cells, model.config.error_eps))
+                config = model.config
+                maps.append(error_map(smallest, cells, config.error_eps, config.error_map_sqrt))
                 side = height // smallest.shape[-1]
                 on = painted_mask[start:stop].reshape(
                     stop - start, smallest.shape[1], side, -1, side
@@ -103,11 +107,12 @@ def measure(model: PermaKey, lsp, frames, bars, noise) -> dict[str, float]:
                 share = torch.from_numpy(on.mean(axis=(2, 4)))  # (B, h, w) bar share of each cell
                 raw[layer][0].append(smallest[share > 0.5])
                 raw[layer][1].append(smallest[share == 0])
-            stack = normalised_error_stack(maps, height).sum(dim=1).numpy()  # (B, H, W)
-            total = stack.sum(axis=(1, 2))
-            on_bars = (stack * grown[start:stop]).sum(axis=(1, 2))
-            shares.append(on_bars[total > 0] / total[total > 0])
-    out = {"mass": float(np.concatenate(shares).mean()), "chance": float(grown.mean())}
+            stack = normalised_error_stack(maps, height).numpy()  # (B, L, H, W)
+            masses.append(error_mass.part_masses(stack, labels[start:stop]))
+    mass = error_mass.bar_error_mass(
+        np.concatenate(masses), error_mass.part_areas(labels), model.error_layers, "none"
+    )
+    out = {"mass": mass.summed, "chance": mass.chance}
     for layer, (on, off) in raw.items():
         out[f"raw bar / off, layer {layer}"] = float(torch.cat(on).mean() / torch.cat(off).mean())
     return out
