@@ -21,6 +21,11 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 - the device's dense matrix-product rate (GFLOP/s of a 2048 x 2048 product) in float32 and,
   where bf16 is timed, bf16: the ceiling that the training rates can be set against.
 
+Like the `permakey` command, the benchmark first makes glibc keep the memory the process frees
+(`permakey.devices.reuse_freed_memory`); ``PERMAKEY_SYSTEM_MALLOC=1`` times the process with
+glibc's defaults instead (the JSON's ``reuse_freed_memory`` says which), the memory row's
+training process included.
+
 Prints a table and writes the JSON atomically. ``--quick`` is a smoke run: few steps and a
 2,000-frame dataset; its numbers are not the benchmark's.
 """
@@ -39,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from permakey.devices import cpu_has_fast_bf16, resolve_device
+from permakey.devices import cpu_has_fast_bf16, resolve_device, reuse_freed_memory
 from permakey.fileio import write_json_atomic
 from permakey.runs import TrainedModel
 from permakey.testing import make_sprites_dataset
@@ -253,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, help="timed training steps per setting (default: 20, quick: 1)"
     )
     args = parser.parse_args(argv)
+    kept = reuse_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Emulated bf16 (CPUs without AVX512-BF16 / AMX) is ~80x slower than float32: not timed.
     bf16 = device.type != "cpu" or cpu_has_fast_bf16() or args.force_bf16
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"reuse_freed_memory": kept}
 
     def measure(key: str, fn: Callable[[], float], precision: str = "fp32") -> None:
         results[key] = fn() if precision == "fp32" or bf16 else None

@@ -1,12 +1,15 @@
 """Devices and precision: which torch device a name means, and when bf16 autocast pays.
 
 Shared by training, loading trained runs, evaluation and benchmarks; the one place that knows
-which CPUs multiply bf16 natively.
+which CPUs multiply bf16 natively, and how a process keeps the memory it frees on a CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -79,3 +82,41 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_TRIM_THRESHOLD = 2**31 - 1  # bytes; mallopt takes a C int
+SYSTEM_MALLOC_ENV = "PERMAKEY_SYSTEM_MALLOC"
+
+
+def reuse_freed_memory() -> bool:
+    """Makes glibc's malloc keep the memory this process frees, for its next allocations.
+
+    By default glibc maps every block of over 32 MiB afresh from the system and unmaps it when
+    freed, so each training step's large activations (a `paper` step at batch 32 has many of
+    100-460 MB) are page-faulted in and zero-filled by the kernel again on every step: on the
+    2-core AMD EPYC machine that was 14 of 60 CPU seconds of four `authors-code` steps
+    (BENCHMARKS.md). This sets ``M_MMAP_MAX`` to 0 and ``M_TRIM_THRESHOLD`` to 2 GiB
+    (``mallopt``, what ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`` set at start-up):
+    freed blocks stay in the heap and the next step reuses them. The process's resident memory
+    then stays near its peak instead of falling between steps. Process-wide and for the rest of
+    the process; the `permakey` command and the experiment workers call it at start, the
+    library never does on its own.
+
+    Returns:
+        True if applied; False off Linux/glibc, where mallopt fails, or when the environment
+        variable ``PERMAKEY_SYSTEM_MALLOC`` is ``1`` (leave the allocator as it is).
+    """
+    if os.environ.get(SYSTEM_MALLOC_ENV) == "1":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )

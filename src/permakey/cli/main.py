@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from permakey import __version__
+from permakey import __version__, devices
 from permakey.errors import UserError
 
 # Subcommands in the order `permakey --help` lists them.
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    devices.reuse_freed_memory()
     try:
         return int(args.func(args) or 0)
     except UserError as err:

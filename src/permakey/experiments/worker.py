@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+from permakey import devices
 from permakey.experiments.steps import Step, run_step
 
 USAGE = "usage: python -m permakey.experiments.worker [--in-job] STEP_JSON"
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
         signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_IGN)
         _stop_with_parent()
+    devices.reuse_freed_memory()
     return run_step(Step.from_json(argv[0]))
 
 

@@ -1,7 +1,7 @@
 """Where the time of keypoint extraction or of a training step goes, by operator.
 
-    python benchmarks/profile.py keypoints KIND [--frames 256] [--rows 15]
-    python benchmarks/profile.py train KIND [--preset paper] [--batch 32] [--rows 15]
+    python benchmarks/op_profile.py keypoints KIND [--frames 256] [--rows 15]
+    python benchmarks/op_profile.py train KIND [--preset paper] [--batch 32] [--rows 15]
 
 Runs the same calls as `benchmarks/bench.py` (the method's ``paper`` model or the given
 training preset, random weights and frames, float32, one torch thread), twice untimed, then
