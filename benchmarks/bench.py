@@ -16,8 +16,9 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
 - Transporter training frame pairs/s (batch 64) and inference frames/s (256 frames per call);
 - environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
   and 8 environments (`env_step_rates`);
-- the FLOPs per image of a `paper` PermaKey training step and of keypoint extraction
-  (PyTorch's FLOP counter: the convolutions and matrix products);
+- the FLOPs per image of a PermaKey training step (`paper` and `authors-code`), per pair of a
+  Transporter training step, and per frame of both methods' keypoint extraction (PyTorch's
+  FLOP counter: the convolutions, fused or not, and matrix products);
 - the device's dense matrix-product rate (GFLOP/s of a 2048 x 2048 product) in float32 and,
   where bf16 is timed, bf16: the ceiling that the training rates can be set against.
 
@@ -105,10 +106,29 @@ def train_rate(kind: str, preset: str, precision: str, batch: int, device, steps
     return batch / seconds_per_call(step, device, warmup=min(steps, 2), calls=steps)
 
 
+def _count_fused_convolutions() -> None:
+    """Teaches PyTorch's FLOP counter the fused conv + ReLU op that the inference forms run on
+    a CPU (``mkldnn._convolution_pointwise``), which it does not count by itself."""
+    from torch.utils.flop_counter import conv_flop_count, flop_registry, register_flop_formula
+
+    try:
+        fused = torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return
+    if fused in flop_registry or fused.default in flop_registry:
+        return
+
+    @register_flop_formula(fused)
+    def _flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return conv_flop_count(x_shape, w_shape, out_shape)
+
+
 def gflop_per_item(fn: Callable[[], object], items: int) -> float:
-    """GFLOP per item of one call of ``fn``, as PyTorch's FLOP counter sees it."""
+    """GFLOP per item of one call of ``fn``, as PyTorch's FLOP counter sees it (the fused conv
+    + ReLU of the inference forms included)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    _count_fused_convolutions()
     fn()  # a first call creates lazy state (the optimiser's moments)
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -279,14 +299,22 @@ def main(argv: list[str] | None = None) -> int:
             lambda q=precision: matmul_gflops(device, q, 3 if args.quick else 20),
             precision,
         )
+    for preset, prefix in (("paper", "permakey"), ("authors-code", "permakey_authors")):
+        measure(
+            f"{prefix}_train_gflop_per_img",
+            lambda p=preset: gflop_per_item(
+                training_step_fn("permakey", p, "fp32", 32, device), 32
+            ),
+        )
     measure(
-        "permakey_train_gflop_per_img",
-        lambda: gflop_per_item(training_step_fn("permakey", "paper", "fp32", 32, device), 32),
+        "transporter_train_gflop_per_pair",
+        lambda: gflop_per_item(training_step_fn("transporter", "paper", "fp32", 64, device), 64),
     )
-    measure(
-        "permakey_infer_gflop_per_frame",
-        lambda: gflop_per_item(keypoints_fn("permakey", device, 32), 32),
-    )
+    for kind in ("permakey", "transporter"):
+        measure(
+            f"{kind}_infer_gflop_per_frame",
+            lambda k=kind: gflop_per_item(keypoints_fn(k, device, 32), 32),
+        )
     for preset, prefix in (("paper", "permakey"), ("authors-code", "permakey_authors")):
         for precision in ("fp32", "bf16"):
             measure(

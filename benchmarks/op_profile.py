@@ -4,15 +4,21 @@
     python benchmarks/op_profile.py train KIND [--preset paper] [--batch 32] [--rows 15]
 
 Runs the same calls as `benchmarks/bench.py` (the method's ``paper`` model or the given
-training preset, random weights and frames, float32, one torch thread), twice untimed, then
-once under `torch.profiler`, and prints the operators sorted by their own CPU time, grouped
-by input shapes. The BENCHMARKS.md profiles (issue 21) come from it.
+training preset, random weights and frames, float32, one torch thread, freed memory kept as
+the `permakey` command keeps it unless ``PERMAKEY_SYSTEM_MALLOC=1``), twice untimed, then
+``--calls`` times timed, printing the wall-clock, user and system CPU seconds and the minor
+page faults per call, then once under `torch.profiler`, and prints the operators sorted by
+their own CPU time, grouped by input shapes. The BENCHMARKS.md profiles (issue 21) come from
+it. The profiler's per-operator times of memory-bound operators can run several times their
+unprofiled times; the per-call line above the table is not profiled.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import keypoints_fn, training_step_fn  # noqa: E402
+
+from permakey.devices import reuse_freed_memory  # noqa: E402
 
 
 def main() -> int:
@@ -30,7 +38,9 @@ def main() -> int:
     parser.add_argument("--preset", default="paper", help="training preset")
     parser.add_argument("--batch", type=int, default=32, help="training batch")
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=3, help="timed calls before the profile")
     args = parser.parse_args()
+    kept = reuse_freed_memory()
     torch.set_num_threads(1)
     device = torch.device("cpu")
     if args.what == "keypoints":
@@ -39,6 +49,16 @@ def main() -> int:
         call = training_step_fn(args.kind, args.preset, "fp32", args.batch, device)
     call()
     call()
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(args.calls):
+        call()
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        f"per call (freed memory kept: {kept}): {wall / args.calls:.3f} s wall, "
+        f"{(after.ru_utime - before.ru_utime) / args.calls:.3f} s user, "
+        f"{(after.ru_stime - before.ru_stime) / args.calls:.3f} s system, "
+        f"{(after.ru_minflt - before.ru_minflt) / args.calls:,.0f} minor page faults"
+    )
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         call()
     averages = prof.key_averages(group_by_input_shape=True)
