@@ -27,6 +27,9 @@ Like the `permakey` command, the benchmark first makes glibc keep the memory the
 glibc's defaults instead (the JSON's ``reuse_freed_memory`` says which), the memory row's
 training process included.
 
+``--only PREFIX ...`` measures only the results whose key starts with one of the prefixes, so
+that each row can run in a fresh process of its own.
+
 Prints a table and writes the JSON atomically. ``--quick`` is a smoke run: few steps and a
 2,000-frame dataset; its numbers are not the benchmark's.
 """
@@ -277,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, help="timed training steps per setting (default: 20, quick: 1)"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PREFIX",
+        help="measure only the results whose key starts with one of these (e.g. "
+        "permakey_authors_train transporter_infer env_steps train_peak_rss); default: all",
+    )
     args = parser.parse_args(argv)
     kept = reuse_freed_memory()
     if args.threads:
@@ -289,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = device.type != "cpu" or cpu_has_fast_bf16() or args.force_bf16
     results: dict[str, object] = {"reuse_freed_memory": kept}
 
+    def selected(key: str) -> bool:
+        return args.only is None or any(key.startswith(prefix) for prefix in args.only)
+
     def measure(key: str, fn: Callable[[], float], precision: str = "fp32") -> None:
+        if not selected(key):
+            return
         results[key] = fn() if precision == "fp32" or bf16 else None
         print(f"{key}: {results[key]}", file=sys.stderr, flush=True)
 
@@ -342,18 +357,20 @@ def main(argv: list[str] | None = None) -> int:
             precision,
         )
     measure("transporter_infer_fps", lambda: infer_rate("transporter", device, 256, infer_calls))
-    results.update(env_step_rates(device, args.quick))
+    if selected("env_steps"):
+        results.update(env_step_rates(device, args.quick))
     if not bf16:
         results["bf16_note"] = "not timed: this CPU has no native bf16 (AVX512-BF16 or AMX)"
-    frames = 2_000 if args.quick else FULL_DATASET_FRAMES
-    with tempfile.TemporaryDirectory() as tmp:
-        results["train_peak_rss_gb"] = peak_rss_gb(
-            frames, args.device, 5 if args.quick else 30, Path(tmp)
+    if selected("train_peak_rss"):
+        frames = 2_000 if args.quick else FULL_DATASET_FRAMES
+        with tempfile.TemporaryDirectory() as tmp:
+            results["train_peak_rss_gb"] = peak_rss_gb(
+                frames, args.device, 5 if args.quick else 30, Path(tmp)
+            )
+        results["train_peak_rss_dataset"] = (
+            f"synthetic sprites in the store format, {frames} training frames read from HDF5, "
+            "workers 0, batch 32, paper preset"
         )
-    results["train_peak_rss_dataset"] = (
-        f"synthetic sprites in the store format, {frames} training frames read from HDF5, "
-        "workers 0, batch 32, paper preset"
-    )
     results["quick"] = args.quick
     results["machine"] = machine(device)
 

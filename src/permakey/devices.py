@@ -96,9 +96,9 @@ def reuse_freed_memory() -> bool:
 
     By default glibc maps every block of over 32 MiB afresh from the system and unmaps it when
     freed, so each training step's large activations (a `paper` step at batch 32 has many of
-    100-460 MB) are page-faulted in and zero-filled by the kernel again on every step: on the
-    2-core AMD EPYC machine that was 14 of 60 CPU seconds of four `authors-code` steps
-    (BENCHMARKS.md). This sets ``M_MMAP_MAX`` to 0 and ``M_TRIM_THRESHOLD`` to 2 GiB
+    100-460 MB) are page-faulted in and zero-filled by the kernel again on every step: on a
+    2-core AMD EPYC (Zen 4) VM an `authors-code` step spent 1.8 of its 12.5 CPU seconds in the
+    kernel, 0.2 with this (BENCHMARKS.md, "Keeping freed memory"). This sets ``M_MMAP_MAX`` to 0 and ``M_TRIM_THRESHOLD`` to 2 GiB
     (``mallopt``, what ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`` set at start-up):
     freed blocks stay in the heap and the next step reuses them. The process's resident memory
     then stays near its peak instead of falling between steps. Process-wide and for the rest of
