@@ -98,12 +98,13 @@ def reuse_freed_memory() -> bool:
     freed, so each training step's large activations (a `paper` step at batch 32 has many of
     100-460 MB) are page-faulted in and zero-filled by the kernel again on every step: on a
     2-core AMD EPYC (Zen 4) VM an `authors-code` step spent 1.8 of its 12.5 CPU seconds in the
-    kernel, 0.2 with this (BENCHMARKS.md, "Keeping freed memory"). This sets ``M_MMAP_MAX`` to 0 and ``M_TRIM_THRESHOLD`` to 2 GiB
-    (``mallopt``, what ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`` set at start-up):
-    freed blocks stay in the heap and the next step reuses them. The process's resident memory
-    then stays near its peak instead of falling between steps. Process-wide and for the rest of
-    the process; the `permakey` command and the experiment workers call it at start, the
-    library never does on its own.
+    kernel, 0.2 with this (BENCHMARKS.md, "Keeping freed memory"). This sets ``M_MMAP_MAX`` to
+    0 and ``M_TRIM_THRESHOLD`` to 2 GiB (``mallopt``; ``MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=2147483647`` set the same at start-up): freed blocks stay in the
+    heap and the next step reuses them. The process's resident memory then stays near its
+    peak instead of falling between steps. Process-wide and for the rest of the process; the
+    `permakey` command and the experiment workers call it at start, the library never does on
+    its own.
 
     Returns:
         True if applied; False off Linux/glibc, where mallopt fails, or when the environment
