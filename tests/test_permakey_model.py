@@ -774,3 +774,72 @@ def test_pointnet_coords_let_a_keypoint_choose_a_blob_by_position(one_thread, co
         assert hit > 0.9, hit
     else:
         assert hit < 0.5, hit
+
+
+def coloured_blob_pairs(
+    batch: int, size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Error stacks with two identical 3 x 3 blobs anywhere (at least 8 px apart), and RGB
+    images with a red square at the first and a green one at the second.
+
+    Returns:
+        stacks (B, 1, S, S), images (B, 3, S, S) in [0, 1], centres (B, 2, 2) red first, in
+        [-1, 1].
+    """
+    stacks, images = torch.zeros(batch, 1, size, size), torch.zeros(batch, 3, size, size)
+    pixels = torch.zeros(batch, 2, 2)
+    for b in range(batch):
+        while (pixels[b, 0] - pixels[b, 1]).abs().max() < 8:
+            pixels[b] = torch.randint(3, size - 3, (2, 2), generator=gen).float()
+        for colour, (r, c) in enumerate(pixels[b].long().tolist()):
+            stacks[b, 0, r - 1 : r + 2, c - 1 : c + 2] = 1.0
+            images[b, colour, r - 1 : r + 2, c - 1 : c + 2] = 1.0
+    return stacks, images, from_pixels(pixels, size, size)
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_pointnet_image_lets_a_keypoint_choose_a_blob_by_colour(one_thread, image) -> None:
+    # Two blobs alike in the error maps, anywhere in the frame, told apart only by their
+    # colour in the image: with the image each keypoint keeps to one colour; without it the
+    # two keypoint maps answer to both blobs and their centres fall between them.
+    config = PermaKeyConfig(
+        image_size=32,
+        encoder_channels=(16, 16),
+        encoder_kernels=(3, 3),
+        encoder_strides=(1, 1),
+        lsp_layers=(0,),
+        num_keypoints=2,
+        pointnet_channels=(16, 32, 32),
+        pointnet_kernels=(3, 3, 3),
+        pointnet_strides=(1, 2, 1),
+        pointnet_image=image,
+        gaussian_sigma=0.2,  # 3 px on this 32 px frame, as 0.1 is 4 px on 84 px
+    )
+    torch.manual_seed(0)
+    pointnet = PointNet(config)
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
+    for _ in range(600):
+        stacks, images, _ = coloured_blob_pairs(16, 32, gen)
+        loss = pointnet_loss(pointnet(stacks, images=images).windows, stacks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    pointnet.eval()
+    stacks, images, centres = coloured_blob_pairs(64, 32, gen)
+    with torch.no_grad():
+        found = pointnet(stacks, images=images).centres  # (B, 2, 2)
+    # Distance in pixels from each blob to its nearest keypoint.
+    distance = torch.cdist(to_pixels(centres, 32, 32), to_pixels(found, 32, 32)).amin(dim=-1)
+    hit = (distance < 2.0).float().mean().item()
+    if image:
+        assert hit > 0.9, hit
+    else:
+        assert hit < 0.5, hit
+
+
+def test_a_pointnet_with_the_image_asks_for_it() -> None:
+    pointnet = PointNet(dataclasses.replace(SMALL, pointnet_image=True))
+    stack = torch.zeros(1, len(SMALL.lsp_layers), SMALL.image_size, SMALL.image_size)
+    with pytest.raises(ValueError, match="needs the images"):
+        pointnet(stack)

@@ -243,6 +243,50 @@ def test_pointnet_warmup_holds_the_pointnet_still_then_lets_it_learn():
     assert after["pointnet"] and after["pointnet_adam_steps"] == 4
 
 
+def test_window_anneal_widens_the_windows_and_shrinks_them_to_the_model_width():
+    from permakey.models.permakey import PermaKey
+
+    model, method = PermaKey(TINY_PERMAKEY), PermaKeyMethod()
+    sigma = TINY_PERMAKEY.gaussian_sigma
+    assert method.before_step(model, 0, PermaKeyTrainConfig()) == {}  # off by default
+    assert model.pointnet.sigma == sigma
+    cfg = PermaKeyTrainConfig(window_anneal=4.0, window_anneal_steps=10)
+    widths = [method.before_step(model, step, cfg)["gaussian_sigma"] for step in (0, 5, 10, 30)]
+    assert widths == pytest.approx([4 * sigma, 2 * sigma, sigma, sigma])  # geometric, then held
+    method.before_step(model, 0, cfg)
+    wide = model.pointnet.keypoints(torch.zeros(1, 1, 5, 5)).windows  # (1, 1, 5, 5)
+    method.before_step(model, 10, cfg)
+    narrow = model.pointnet.keypoints(torch.zeros(1, 1, 5, 5)).windows
+    assert wide.sum() > 2 * narrow.sum()  # the windows drawn are the scheduled width
+
+
+def test_a_wide_window_feels_a_far_error_blob_that_a_narrow_one_does_not():
+    # The reason for window_anneal: the PointNet loss moves a keypoint only through the
+    # overlap of its window with the error maps.
+    from permakey.keypoints import gaussian_windows
+    from permakey.models.permakey import pointnet_loss
+
+    stack = torch.zeros(1, 1, 42, 42)
+    stack[..., 33:37, 33:37] = 1.0  # a blob near the bottom right corner
+    pulls = []
+    for sigma in (0.1, 0.4):
+        centres = torch.zeros(1, 1, 2, requires_grad=True)  # the frame's centre
+        pointnet_loss(gaussian_windows(centres, 21, 21, sigma), stack).backward()
+        pulls.append(-centres.grad[0, 0])  # descent direction, (y, x)
+    assert pulls[0].abs().max() < 1e-6
+    assert (pulls[1] > 1e-4).all()  # towards the blob in both axes
+
+
+def test_a_run_with_window_anneal_charts_the_width(data, tmp_path):
+    cfg = tiny_cfg(data, window_anneal=3.0, window_anneal_steps=8, epochs=1)
+    train(PermaKeyMethod(), cfg, TINY_PERMAKEY, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    widths = [r["charts/gaussian_sigma"] for r in rows if "charts/gaussian_sigma" in r]
+    sigma = TINY_PERMAKEY.gaussian_sigma
+    # Logged every 4 steps, with the width of the window's last step (3 and 7 of 0-7).
+    assert widths == pytest.approx([sigma * 3 ** (5 / 8), sigma * 3 ** (1 / 8)])
+
+
 def test_pointnet_lever_values_are_checked():
     with pytest.raises(ValueError, match="pointnet_updates"):
         PermaKeyTrainConfig(pointnet_updates=0)
@@ -250,6 +294,10 @@ def test_pointnet_lever_values_are_checked():
         PermaKeyTrainConfig(pointnet_warmup=-1)
     with pytest.raises(ValueError, match="shared_adam_counter"):
         PermaKeyTrainConfig(pointnet_updates=2, shared_adam_counter=True)
+    with pytest.raises(ValueError, match="window_anneal must be"):
+        PermaKeyTrainConfig(window_anneal=0.5, window_anneal_steps=10)
+    with pytest.raises(ValueError, match="needs window_anneal_steps"):
+        PermaKeyTrainConfig(window_anneal=2.0)
 
 
 # --- run folder, checkpoints, load ----------------------------------------------------------

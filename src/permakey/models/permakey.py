@@ -118,6 +118,11 @@ class PermaKeyConfig(JsonConfig):
     """Give the PointNet two more input channels holding each pixel's y and x in [-1, 1]
     (CoordConv, Liu et al. 2018), so that a keypoint map can select a blob by where it is (the
     player's row) and not only by its shape. Not in the paper."""
+    pointnet_image: bool = False
+    """Give the PointNet the frame's colour channels beside the error maps, so that a keypoint
+    map can tell apart objects whose error blobs look alike (MsPacman's ghosts differ only in
+    colour) and answer to one of them instead of settling between them. The VAE and LSP
+    networks are unchanged. Not in the paper."""
     window_border_cost: bool = False
     """Count the parts of the Gaussian windows that fall outside the frame in the PointNet
     loss, as if the error maps went on beyond the frame as zeros. Without it a keypoint parked
@@ -198,6 +203,7 @@ class PermaKeyConfig(JsonConfig):
             "lsp_directional",
             "error_map_sqrt",
             "pointnet_coords",
+            "pointnet_image",
             "window_border_cost",
         ):
             if not isinstance(getattr(self, name), bool):
@@ -330,6 +336,8 @@ class PermaKeyOutput:
         reconstruction: (B, in_channels, H, W) float32 in [0, 1], the VAE's output.
         losses: float32 scalars: "vae/recon", "vae/kl", "vae" (their sum, the negative ELBO),
             "lsp/<layer>" per LSP layer, "lsp" (their sum), "pointnet".
+        pointnet_images: the (B, in_channels, H, W) images the PointNet saw beside the error
+            stack (pointnet_image); None otherwise.
     """
 
     centres: torch.Tensor
@@ -338,6 +346,7 @@ class PermaKeyOutput:
     error_stack: torch.Tensor
     reconstruction: torch.Tensor
     losses: dict[str, torch.Tensor]
+    pointnet_images: torch.Tensor | None = None
 
     @property
     def total(self) -> torch.Tensor:
@@ -595,7 +604,8 @@ class PointNet(nn.Module):
     def __init__(self, config: PermaKeyConfig) -> None:
         super().__init__()
         channels, kernels, strides = config.pointnet_stack
-        self.sigma = config.gaussian_sigma
+        # `sigma` draws the windows; a training schedule may widen it (config_sigma: the width).
+        self.sigma = self.config_sigma = config.gaussian_sigma
         self.border_cost = config.window_border_cost
         self.peak_match = float(config.peak_match)
         self.map_scale = float(config.keypoint_map_scale)
@@ -603,17 +613,23 @@ class PointNet(nn.Module):
         coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
         # Fixed by the config, so not saved with the weights.
         self.register_buffer("coords", coords if config.pointnet_coords else None, False)
+        self.image_channels = config.in_channels if config.pointnet_image else 0
         inputs = len(config.lsp_layers) + (2 if config.pointnet_coords else 0)
+        inputs += self.image_channels
         self.encoder = ConvEncoder(inputs, channels, kernels, strides, config.bn)
         self.head = nn.Conv2d(channels[-1], config.num_keypoints, kernel_size=1)
 
-    def inputs(self, error_stack: torch.Tensor) -> torch.Tensor:
-        """(B, L, H, W) error stack -> (B, L [+ 2], H, W), the coordinate channels appended
-        with pointnet_coords."""
-        if self.coords is None:
-            return error_stack
-        coords = self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1)
-        return torch.cat([error_stack, coords], dim=1)
+    def inputs(self, error_stack: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+        """(B, L, H, W) error stack -> (B, L [+ 2] [+ C], H, W): the coordinate channels
+        appended with pointnet_coords, then the (B, C, H, W) images with pointnet_image."""
+        parts = [error_stack]
+        if self.coords is not None:
+            parts.append(self.coords.to(error_stack.dtype).expand(len(error_stack), -1, -1, -1))
+        if self.image_channels:
+            if images is None:
+                raise ValueError("this PointNet (pointnet_image) needs the images")
+            parts.append(images.to(error_stack.dtype))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else error_stack
 
     def keypoints(self, maps: torch.Tensor, windows: bool = True) -> Keypoints:
         """(B, K, h, w) keypoint maps -> Keypoints: centres and (unless ``windows`` is False)
@@ -624,10 +640,14 @@ class PointNet(nn.Module):
         drawn = gaussian_windows(centres, *maps.shape[-2:], self.sigma) if windows else None
         return Keypoints(centres, drawn)
 
-    def forward(self, error_stack: torch.Tensor, windows: bool = True) -> Keypoints:
+    def forward(
+        self, error_stack: torch.Tensor, windows: bool = True, images: torch.Tensor | None = None
+    ) -> Keypoints:
         """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32; None
-        with ``windows=False``)."""
-        return self.keypoints(self.head(self.encoder(self.inputs(error_stack))[-1]), windows)
+        with ``windows=False``). ``images``: the (B, C, H, W) frames in [0, 1], needed with
+        pointnet_image and ignored otherwise."""
+        inputs = self.inputs(error_stack, images)
+        return self.keypoints(self.head(self.encoder(inputs)[-1]), windows)
 
     def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
         """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost
@@ -791,7 +811,7 @@ class PermaKey(nn.Module):
             losses[f"lsp/{layer}"] = squared.mean()
         losses["lsp"] = torch.stack([losses[f"lsp/{la}"] for la in self.config.lsp_layers]).sum()
         error_stack = normalised_error_stack(error_maps, self.config.image_size)
-        keypoints = self.pointnet(error_stack)
+        keypoints = self.pointnet(error_stack, images=images)
         losses["pointnet"] = self.pointnet.loss(keypoints, error_stack)
         return PermaKeyOutput(
             centres=keypoints.centres,
@@ -800,6 +820,7 @@ class PermaKey(nn.Module):
             error_stack=error_stack,
             reconstruction=vae_out.reconstruction,
             losses=losses,
+            pointnet_images=images if self.config.pointnet_image else None,
         )
 
     def _inference_form(self) -> PermaKeyInference | None:
@@ -832,7 +853,7 @@ class PermaKey(nn.Module):
         features = self.feature_maps(images)
         _, error_maps = self._local_prediction(features)
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
-        keypoints = self.pointnet(stack, windows)
+        keypoints = self.pointnet(stack, windows, images)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
         keypoints.feature_maps = features
         return keypoints
@@ -968,7 +989,7 @@ class PermaKeyInference:
         layers = zip(self.config.lsp_layers, self.lsp, strict=True)
         error_maps = [lsp(features[layer]) for layer, lsp in layers]
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
-        maps = self.head(run_folded(self.points, self.pointnet.inputs(stack))[-1])
+        maps = self.head(run_folded(self.points, self.pointnet.inputs(stack, images))[-1])
         keypoints = self.pointnet.keypoints(maps, windows)
         keypoints.error_stack, keypoints.error_maps = stack, error_maps
         keypoints.feature_maps = features

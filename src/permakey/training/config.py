@@ -195,6 +195,10 @@ class PermaKeyTrainConfig(TrainConfig):
     """PointNet updates per training step, all on the step's detached error maps (each extra update costs a fraction of a step; the PointNet learns slowest of the modules)"""
     pointnet_warmup: int = 0
     """training steps during which only the VAE and LSP networks learn; the PointNet starts after them"""
+    window_anneal: float = 1.0
+    """factor on the width of the PointNet's Gaussian windows at step 0, shrinking geometrically to 1 (the model's gaussian_sigma) over window_anneal_steps steps: a narrow window that overlaps no error gets no gradient, a wide one draws its keypoint towards the nearest errors; 1: off. Not in the paper"""
+    window_anneal_steps: int = 0
+    """training steps over which window_anneal shrinks to 1"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -204,6 +208,12 @@ class PermaKeyTrainConfig(TrainConfig):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         _check("pointnet_updates", self.pointnet_updates, int, minimum=1)
         _check("pointnet_warmup", self.pointnet_warmup, int, minimum=0)
+        _check("window_anneal", self.window_anneal, float, minimum=1.0)
+        _check("window_anneal_steps", self.window_anneal_steps, int, minimum=0)
+        if self.window_anneal > 1 and not self.window_anneal_steps:
+            raise ValueError(
+                f"window_anneal {self.window_anneal} needs window_anneal_steps >= 1, got 0"
+            )
         if self.shared_adam_counter and self.pointnet_updates > 1:
             raise ValueError(
                 "pointnet_updates > 1 does not go with shared_adam_counter (the authors' code "

@@ -671,6 +671,7 @@ def _train_epoch(tr: _Training, stopper: Stopper) -> str | None:
             lrs = set_learning_rates(
                 tr.optimizer, position.step, cfg.lr_decay, cfg.decay_rate, cfg.decay_steps
             )
+            scheduled = tr.method.before_step(tr.net, position.step, cfg)
             losses = training_step(tr.method, tr.net, tr.optimizer, batch, tr.procs.device, cfg)
             losses = _mean_over_processes(losses, tr.procs)
             where = f"step {position.step + 1} (epoch {position.epoch + 1})"
@@ -682,7 +683,7 @@ def _train_epoch(tr: _Training, stopper: Stopper) -> str | None:
             window.add(losses, cfg.batch_size)
             bar.update()
             if position.step % cfg.log_every == 0 or position.batch == data.steps_per_epoch:
-                _log_training(tr, window.flush(), lrs, bar)
+                _log_training(tr, window.flush(), lrs, scheduled, bar)
             stop = stopper.reason(position.step, tr.procs)
             if stop is not None:
                 return stop  # the stop checkpoints
@@ -707,9 +708,17 @@ def _mean_over_processes(losses: dict[str, torch.Tensor], procs: Processes) -> d
     return {k: v / procs.world_size for k, v in zip(losses, sums, strict=True)}
 
 
-def _log_training(tr: _Training, row: dict[str, float], lrs: dict[str, float], bar: tqdm) -> None:
-    """Logs a window's mean losses and throughput and the learning rates; shows them on the bar."""
+def _log_training(
+    tr: _Training,
+    row: dict[str, float],
+    lrs: dict[str, float],
+    scheduled: dict[str, float],
+    bar: tqdm,
+) -> None:
+    """Logs a window's mean losses and throughput, the learning rates and the method's other
+    scheduled values; shows the losses on the bar."""
     row.update({f"charts/lr/{name}": lr for name, lr in lrs.items()})
+    row.update({f"charts/{name}": value for name, value in scheduled.items()})
     tr.logger.scalars(row, tr.position.step, tr.position.epoch)
     bar.set_postfix(
         {"img/s": f"{row['charts/images_per_s']:.1f}"}

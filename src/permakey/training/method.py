@@ -74,6 +74,10 @@ class Method(Protocol):
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[ParamGroup]:
         """Disjoint parameter groups covering the model, in update order, with their learning rates."""
 
+    def before_step(self, model: nn.Module, step: int, cfg: TrainConfig) -> dict[str, float]:
+        """Sets what a schedule changes, other than the learning rates, before training step
+        ``step`` (0-based); returns those values by name for the charts ({} if none)."""
+
     def forward(
         self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool
     ) -> ModelOutput:

@@ -66,6 +66,19 @@ class PermaKeyMethod:
             for name, params in model.param_groups().items()
         ]
 
+    def before_step(
+        self, model: nn.Module, step: int, cfg: PermaKeyTrainConfig
+    ) -> dict[str, float]:
+        """The Gaussian width of step ``step`` under ``cfg.window_anneal`` (none without it):
+        gaussian_sigma * window_anneal ** (1 - step / window_anneal_steps), then
+        gaussian_sigma."""
+        if cfg.window_anneal == 1.0:
+            return {}
+        pointnet = _unwrap(model).pointnet
+        left = max(0.0, 1.0 - step / cfg.window_anneal_steps)
+        pointnet.sigma = pointnet.config_sigma * cfg.window_anneal**left
+        return {"gaussian_sigma": pointnet.sigma}
+
     def forward(
         self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool
     ) -> PermaKeyOutput:
@@ -89,7 +102,7 @@ class PermaKeyMethod:
             return
         for _ in range(cfg.pointnet_updates - 1):
             with autocast(out.error_stack.device, cfg.precision):
-                keypoints = pointnet(out.error_stack)
+                keypoints = pointnet(out.error_stack, images=out.pointnet_images)
             yield pointnet.loss(keypoints, out.error_stack)
 
     def validation_loss(self, losses: dict[str, float]) -> float:

@@ -55,6 +55,10 @@ class TransporterMethod:
         """One group: Transporter's networks learn together from one reconstruction loss."""
         return [ParamGroup("transporter", list(model.parameters()), cfg.lr)]
 
+    def before_step(self, model: nn.Module, step: int, cfg: TrainConfig) -> dict[str, float]:
+        """Nothing is scheduled but the learning rate."""
+        return {}
+
     def forward(
         self, model: nn.Module, batch: dict, device: torch.device, channels_last: bool
     ) -> TransporterOutput:
