@@ -725,9 +725,9 @@ def test_error_maps_learn_to_light_up_an_unpredictable_sprite(one_thread) -> Non
 
 def two_blob_stacks(
     batch: int, size: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, None, torch.Tensor]:
     """Error stacks with two identical 3 x 3 blobs, one in the top and one in the bottom band,
-    each at a random column; and their centres (B, 2, 2), top first, in [-1, 1]."""
+    each at a random column; no images; and their centres (B, 2, 2), top first, in [-1, 1]."""
     stacks = torch.zeros(batch, 1, size, size)
     rows = torch.tensor([size // 4, 3 * size // 4])
     cols = torch.randint(4, size - 4, (batch, 2), generator=gen)
@@ -736,7 +736,30 @@ def two_blob_stacks(
             r, c = int(rows[i]), int(cols[b, i])
             stacks[b, 0, r - 1 : r + 2, c - 1 : c + 2] = 1.0
     pixels = torch.stack([rows.expand(batch, 2), cols], dim=-1).float()  # (B, 2, 2)
-    return stacks, from_pixels(pixels, size, size)
+    return stacks, None, from_pixels(pixels, size, size)
+
+
+def blob_hit_rate(config: PermaKeyConfig, blobs) -> float:
+    """Trains a PointNet of ``config`` (600 Adam updates, batches of 16) on the frames of
+    ``blobs(batch, 32, generator) -> (stacks, images or None, (B, 2, 2) blob centres)`` and
+    returns the share of blobs of 64 new frames with a keypoint within 2 px."""
+    torch.manual_seed(0)
+    pointnet = PointNet(config)
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
+    for _ in range(600):
+        stacks, images, _ = blobs(16, 32, gen)
+        loss = pointnet_loss(pointnet(stacks, images=images).windows, stacks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    pointnet.eval()
+    stacks, images, centres = blobs(64, 32, gen)
+    with torch.no_grad():
+        found = pointnet(stacks, images=images).centres  # (B, 2, 2)
+    # Distance in pixels from each blob to its nearest keypoint.
+    distance = torch.cdist(to_pixels(centres, 32, 32), to_pixels(found, 32, 32)).amin(dim=-1)
+    return (distance < 2.0).float().mean().item()
 
 
 @pytest.mark.parametrize("coords", [False, True])
@@ -753,23 +776,7 @@ def test_pointnet_coords_let_a_keypoint_choose_a_blob_by_position(one_thread, co
         num_keypoints=2,
         pointnet_coords=coords,
     )
-    torch.manual_seed(0)
-    pointnet = PointNet(config)
-    gen = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
-    for _ in range(600):
-        stacks, _ = two_blob_stacks(16, 32, gen)
-        loss = pointnet_loss(pointnet(stacks).windows, stacks)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    pointnet.eval()
-    stacks, centres = two_blob_stacks(64, 32, gen)
-    with torch.no_grad():
-        found = pointnet(stacks).centres  # (B, 2, 2)
-    # Distance in pixels from each blob to its nearest keypoint.
-    distance = torch.cdist(to_pixels(centres, 32, 32), to_pixels(found, 32, 32)).amin(dim=-1)
-    hit = (distance < 2.0).float().mean().item()
+    hit = blob_hit_rate(config, two_blob_stacks)
     if coords:
         assert hit > 0.9, hit
     else:
@@ -815,23 +822,7 @@ def test_pointnet_image_lets_a_keypoint_choose_a_blob_by_colour(one_thread, imag
         pointnet_image=image,
         gaussian_sigma=0.2,  # 3 px on this 32 px frame, as 0.1 is 4 px on 84 px
     )
-    torch.manual_seed(0)
-    pointnet = PointNet(config)
-    gen = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(pointnet.parameters(), lr=3e-3)
-    for _ in range(600):
-        stacks, images, _ = coloured_blob_pairs(16, 32, gen)
-        loss = pointnet_loss(pointnet(stacks, images=images).windows, stacks)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    pointnet.eval()
-    stacks, images, centres = coloured_blob_pairs(64, 32, gen)
-    with torch.no_grad():
-        found = pointnet(stacks, images=images).centres  # (B, 2, 2)
-    # Distance in pixels from each blob to its nearest keypoint.
-    distance = torch.cdist(to_pixels(centres, 32, 32), to_pixels(found, 32, 32)).amin(dim=-1)
-    hit = (distance < 2.0).float().mean().item()
+    hit = blob_hit_rate(config, coloured_blob_pairs)
     if image:
         assert hit > 0.9, hit
     else:
