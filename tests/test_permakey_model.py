@@ -739,6 +739,17 @@ def two_blob_stacks(
     return stacks, None, from_pixels(pixels, size, size)
 
 
+BLOB_MODEL = PermaKeyConfig(
+    image_size=32,
+    encoder_channels=(16, 16),
+    encoder_kernels=(3, 3),
+    encoder_strides=(1, 1),
+    lsp_layers=(0,),
+    num_keypoints=2,
+)
+"""The model whose PointNet the two-blob tests train (one error-map channel, K = 2)."""
+
+
 def blob_hit_rate(config: PermaKeyConfig, blobs) -> float:
     """Trains a PointNet of ``config`` (600 Adam updates, batches of 16) on the frames of
     ``blobs(batch, 32, generator) -> (stacks, images or None, (B, 2, 2) blob centres)`` and
@@ -767,16 +778,7 @@ def test_pointnet_coords_let_a_keypoint_choose_a_blob_by_position(one_thread, co
     # Two identical blobs: a keypoint map can only keep to one of them by knowing where it
     # is. With the coordinate channels each keypoint follows its own blob; without them, a
     # translation-equivariant PointNet sees the two alike and its keypoints fall between.
-    config = PermaKeyConfig(
-        image_size=32,
-        encoder_channels=(16, 16),
-        encoder_kernels=(3, 3),
-        encoder_strides=(1, 1),
-        lsp_layers=(0,),
-        num_keypoints=2,
-        pointnet_coords=coords,
-    )
-    hit = blob_hit_rate(config, two_blob_stacks)
+    hit = blob_hit_rate(dataclasses.replace(BLOB_MODEL, pointnet_coords=coords), two_blob_stacks)
     if coords:
         assert hit > 0.9, hit
     else:
@@ -809,13 +811,8 @@ def test_pointnet_image_lets_a_keypoint_choose_a_blob_by_colour(one_thread, imag
     # Two blobs alike in the error maps, anywhere in the frame, told apart only by their
     # colour in the image: with the image each keypoint keeps to one colour; without it the
     # two keypoint maps answer to both blobs and their centres fall between them.
-    config = PermaKeyConfig(
-        image_size=32,
-        encoder_channels=(16, 16),
-        encoder_kernels=(3, 3),
-        encoder_strides=(1, 1),
-        lsp_layers=(0,),
-        num_keypoints=2,
+    config = dataclasses.replace(
+        BLOB_MODEL,
         pointnet_channels=(16, 32, 32),
         pointnet_kernels=(3, 3, 3),
         pointnet_strides=(1, 2, 1),
