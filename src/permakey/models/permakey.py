@@ -122,7 +122,9 @@ class PermaKeyConfig(JsonConfig):
     """Give the PointNet the frame's colour channels beside the error maps, so that a keypoint
     map can tell apart objects whose error blobs look alike (MsPacman's ghosts differ only in
     colour) and answer to one of them instead of settling between them. The VAE and LSP
-    networks are unchanged. Not in the paper."""
+    networks are unchanged. Not in the paper; with `cpu-track` at the `cpu` scale it raised
+    F1@2 on MsPacman and Frostbite and left three other games within the seeds' spread
+    (RESULTS.md, "Two more levers")."""
     window_border_cost: bool = False
     """Count the parts of the Gaussian windows that fall outside the frame in the PointNet
     loss, as if the error maps went on beyond the frame as zeros. Without it a keypoint parked

@@ -196,7 +196,7 @@ class PermaKeyTrainConfig(TrainConfig):
     pointnet_warmup: int = 0
     """training steps during which only the VAE and LSP networks learn; the PointNet starts after them"""
     window_anneal: float = 1.0
-    """factor on the width of the PointNet's Gaussian windows at step 0, shrinking geometrically to 1 (the model's gaussian_sigma) over window_anneal_steps steps: a narrow window that overlaps no error gets no gradient, a wide one draws its keypoint towards the nearest errors; 1: off. Not in the paper"""
+    """factor on the width of the PointNet's Gaussian windows at step 0, shrinking geometrically to 1 (the model's gaussian_sigma) over window_anneal_steps steps: a narrow window that overlaps no error gets no gradient, a wide one draws its keypoint towards the nearest errors; 1: off. Not in the paper; at the `cpu` scale it helped on BattleZone and cost on MsPacman and Seaquest (RESULTS.md)"""
     window_anneal_steps: int = 0
     """training steps over which window_anneal shrinks to 1"""
 
