@@ -13,6 +13,7 @@ from torch import nn
 
 from permakey.keypoints import (
     Keypoints,
+    centres_from_maps,
     from_pixels,
     gaussian_windows,
     matched_squared_distance,
@@ -516,12 +517,39 @@ def test_keypoint_map_scale_puts_a_two_blob_map_on_the_stronger_blob() -> None:
     assert on[100.0] < 1.0  # sharpened: on the stronger blob
 
 
-def test_peak_match_and_map_scale_are_checked() -> None:
+@pytest.mark.parametrize("softmax", ["axes", "joint"])
+def test_joint_softmax_puts_a_small_bright_blob_s_centre_on_it(softmax) -> None:
+    # A 2 x 2 blob of logit 6 near the top right: averaged into its rows and columns it adds
+    # 6 * 2 / 21 to two of 21 logits, so the per-axis softmax stays nearly flat and the centre
+    # near the middle; one softmax over the 441 cells gives the blob about 0.8 of the mass.
+    config = dataclasses.replace(PRESETS["cpu-track"], num_keypoints=1, keypoint_softmax=softmax)
+    size = config.keypoint_map_size  # 21
+    maps = torch.zeros(1, 1, size, size)
+    maps[0, 0, 2:4, 16:18] = 6.0
+    centre = to_pixels(PointNet(config).keypoints(maps, windows=False).centres[0, 0], size, size)
+    off = (centre - torch.tensor([2.5, 16.5])).abs().max().item()  # grid cells
+    if softmax == "joint":
+        assert off < 2.0, off
+    else:
+        assert off > 5.0, off
+
+
+def test_joint_softmax_is_the_expectation_under_one_softmax_over_the_cells() -> None:
+    maps = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    prob = torch.softmax(maps.flatten(2), dim=-1).view(2, 3, 5, 7)  # (B, K, H, W)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 7), indexing="ij")
+    expected = torch.stack([(prob * ys).sum((2, 3)), (prob * xs).sum((2, 3))], dim=-1)
+    assert torch.allclose(centres_from_maps(maps, joint=True), expected, atol=1e-6)
+
+
+def test_peak_match_map_scale_and_softmax_are_checked() -> None:
     for bad in (-0.1, True, "1"):
         with pytest.raises(ValueError, match="peak_match"):
             dataclasses.replace(PRESETS["cpu-track"], peak_match=bad)
     with pytest.raises(ValueError, match="keypoint_map_scale"):
         dataclasses.replace(PRESETS["cpu-track"], keypoint_map_scale=0.0)
+    with pytest.raises(ValueError, match="keypoint_softmax.*'both'"):
+        dataclasses.replace(PRESETS["cpu-track"], keypoint_softmax="both")
 
 
 # --- error stack, detection -----------------------------------------------------------

@@ -6,7 +6,7 @@ image the centre ``(y, x)`` lies at pixel ``(row, col) = ((y + 1) / 2 * (H - 1),
 (x + 1) / 2 * (W - 1))``, i.e. -1 and +1 are the centres of the first and last pixels.
 
 Centres are computed from keypoint feature maps by the per-axis spatial softmax of
-Jakab et al. (2018), and drawn back as isotropic Gaussian windows on a grid of the same
+Jakab et al. (2018) (or, as an option, one softmax over the whole map), and drawn back as isotropic Gaussian windows on a grid of the same
 convention.
 """
 
@@ -100,22 +100,31 @@ def grid(size: int, device: torch.device | None = None, dtype=torch.float32) -> 
     return torch.linspace(-1.0, 1.0, size, device=device, dtype=dtype)
 
 
-def centres_from_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Keypoint centres from feature maps by per-axis spatial softmax (Jakab et al. 2018).
+def centres_from_maps(maps: torch.Tensor, joint: bool = False) -> torch.Tensor:
+    """Keypoint centres from feature maps by spatial softmax.
 
-    For each axis the map is averaged over the other axis, turned into a distribution by a
-    softmax, and the expectation of the axis coordinates is taken.
+    Per axis (Jakab et al. 2018; the default): for each axis the map is averaged over the
+    other axis, turned into a distribution by a softmax, and the expectation of the axis
+    coordinates is taken. ``joint``: one softmax over all H * W cells (Finn et al. 2016) and the
+    expectation of both coordinates under it; a small bright blob then weighs its own logit
+    instead of its logit averaged with a whole row's, and two blobs cannot pull the centre to
+    the row of one and the column of the other.
 
     Args:
         maps: (B, K, H, W) float, one unnormalised map per keypoint.
+        joint: one softmax over the whole map instead of one per axis.
 
     Returns:
         (B, K, 2) float, (y, x) in [-1, 1].
     """
     maps = maps.float()
-    _, _, h, w = maps.shape
-    prob_y = F.softmax(maps.mean(dim=3), dim=-1)  # (B, K, H)
-    prob_x = F.softmax(maps.mean(dim=2), dim=-1)  # (B, K, W)
+    b, k, h, w = maps.shape
+    if joint:
+        prob = F.softmax(maps.flatten(2), dim=-1).view(b, k, h, w)  # (B, K, H, W)
+        prob_y, prob_x = prob.sum(dim=3), prob.sum(dim=2)  # (B, K, H), (B, K, W)
+    else:
+        prob_y = F.softmax(maps.mean(dim=3), dim=-1)  # (B, K, H)
+        prob_x = F.softmax(maps.mean(dim=2), dim=-1)  # (B, K, W)
     y = (prob_y * grid(h, maps.device)).sum(dim=-1)  # (B, K)
     x = (prob_x * grid(w, maps.device)).sum(dim=-1)  # (B, K)
     return torch.stack([y, x], dim=-1)

@@ -61,6 +61,9 @@ NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = tuple(
 )
 """(dy, dx) cell offsets of the 8 neighbours, in the order the plain form concatenates them."""
 
+KEYPOINT_SOFTMAXES = ("axes", "joint")
+"""Values of `PermaKeyConfig.keypoint_softmax`."""
+
 DIRECTION_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
 """(dy, dx) of one cell of each opposite pair of neighbours a directional LSP network predicts
 from, the other being (-dy, -dx): left and right, above and below, and the two diagonals."""
@@ -144,6 +147,13 @@ class PermaKeyConfig(JsonConfig):
     """Factor on the PointNet's keypoint maps before the spatial softmax: above 1, a map that
     responds to several blobs puts its centre on the strongest instead of between them.
     1: off. Not in the paper."""
+    keypoint_softmax: str = "axes"
+    """How a keypoint map gives its centre: "axes", the paper's softmax per axis over the map
+    averaged along the other axis; "joint", one softmax over all the map's cells
+    (`keypoints.centres_from_maps`). Averaged over a row of 21 cells, a blob of a few cells
+    barely tilts the per-axis softmax, so early in training every centre sits near the middle
+    of the frame; under the joint softmax the same map puts it on the blob. "joint" is not in
+    the paper."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
@@ -174,6 +184,11 @@ class PermaKeyConfig(JsonConfig):
         ):
             raise ValueError(f"peak_match must be a number >= 0, got {self.peak_match!r}")
         _check_positive_float("keypoint_map_scale", self.keypoint_map_scale)
+        if self.keypoint_softmax not in KEYPOINT_SOFTMAXES:
+            raise ValueError(
+                f"keypoint_softmax must be one of {list(KEYPOINT_SOFTMAXES)}, got "
+                f"{self.keypoint_softmax!r}"
+            )
         upsampling = 2 ** sum(s == 2 for s in self.encoder_strides)
         if self.image_size % upsampling:
             raise ValueError(
@@ -611,6 +626,7 @@ class PointNet(nn.Module):
         self.border_cost = config.window_border_cost
         self.peak_match = float(config.peak_match)
         self.map_scale = float(config.keypoint_map_scale)
+        self.joint_softmax = config.keypoint_softmax == "joint"
         size = config.image_size
         coords = torch.stack(torch.meshgrid(grid(size), grid(size), indexing="ij"))  # (2, H, W)
         # Fixed by the config, so not saved with the weights.
@@ -638,7 +654,7 @@ class PointNet(nn.Module):
         windows, float32."""
         if self.map_scale != 1.0:
             maps = maps * self.map_scale
-        centres = centres_from_maps(maps)  # (B, K, 2), float32
+        centres = centres_from_maps(maps, self.joint_softmax)  # (B, K, 2), float32
         drawn = gaussian_windows(centres, *maps.shape[-2:], self.sigma) if windows else None
         return Keypoints(centres, drawn)
 
