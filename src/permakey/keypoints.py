@@ -100,33 +100,45 @@ def grid(size: int, device: torch.device | None = None, dtype=torch.float32) -> 
     return torch.linspace(-1.0, 1.0, size, device=device, dtype=dtype)
 
 
-def centres_from_maps(maps: torch.Tensor, joint: bool = False) -> torch.Tensor:
-    """Keypoint centres from feature maps by spatial softmax.
+def axis_distributions(
+    maps: torch.Tensor, joint: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distributions over rows and over columns whose expectations are the centres.
 
     Per axis (Jakab et al. 2018; the default): for each axis the map is averaged over the
-    other axis, turned into a distribution by a softmax, and the expectation of the axis
-    coordinates is taken. ``joint``: one softmax over all H * W cells (Finn et al. 2016) and the
-    expectation of both coordinates under it; a small bright blob then weighs its own logit
-    instead of its logit averaged with a whole row's, and two blobs cannot pull the centre to
-    the row of one and the column of the other.
+    other axis and turned into a distribution by a softmax. ``joint``: one softmax over all
+    H * W cells (Finn et al. 2016), summed over the other axis; a small bright blob then weighs
+    its own logit instead of its logit averaged with a whole row's, and two blobs cannot pull
+    the centre to the row of one and the column of the other.
 
     Args:
         maps: (B, K, H, W) float, one unnormalised map per keypoint.
         joint: one softmax over the whole map instead of one per axis.
 
     Returns:
-        (B, K, 2) float, (y, x) in [-1, 1].
+        (B, K, H) and (B, K, W) float32, each summing to 1 over its last axis.
     """
     maps = maps.float()
     b, k, h, w = maps.shape
     if joint:
         prob = F.softmax(maps.flatten(2), dim=-1).view(b, k, h, w)  # (B, K, H, W)
-        prob_y, prob_x = prob.sum(dim=3), prob.sum(dim=2)  # (B, K, H), (B, K, W)
-    else:
-        prob_y = F.softmax(maps.mean(dim=3), dim=-1)  # (B, K, H)
-        prob_x = F.softmax(maps.mean(dim=2), dim=-1)  # (B, K, W)
-    y = (prob_y * grid(h, maps.device)).sum(dim=-1)  # (B, K)
-    x = (prob_x * grid(w, maps.device)).sum(dim=-1)  # (B, K)
+        return prob.sum(dim=3), prob.sum(dim=2)
+    return F.softmax(maps.mean(dim=3), dim=-1), F.softmax(maps.mean(dim=2), dim=-1)
+
+
+def centres_from_maps(maps: torch.Tensor, joint: bool = False) -> torch.Tensor:
+    """Keypoint centres from feature maps: the expected (y, x) under `axis_distributions`.
+
+    Args:
+        maps: (B, K, H, W) float, one unnormalised map per keypoint.
+        joint: one softmax over the whole map instead of one per axis.
+
+    Returns:
+        (B, K, 2) float32, (y, x) in [-1, 1].
+    """
+    prob_y, prob_x = axis_distributions(maps, joint)  # (B, K, H), (B, K, W)
+    y = (prob_y * grid(prob_y.shape[-1], maps.device)).sum(dim=-1)  # (B, K)
+    x = (prob_x * grid(prob_x.shape[-1], maps.device)).sum(dim=-1)  # (B, K)
     return torch.stack([y, x], dim=-1)
 
 

@@ -146,7 +146,9 @@ class PermaKeyConfig(JsonConfig):
     keypoint_map_scale: float = 1.0
     """Factor on the PointNet's keypoint maps before the spatial softmax: above 1, a map that
     responds to several blobs puts its centre on the strongest instead of between them.
-    1: off. Not in the paper."""
+    1: off. Not in the paper; 10 with `cpu-track` at the `cpu` scale raised F1@2 on MsPacman
+    and BattleZone by 0.2-0.3 and lowered it on SpaceInvaders (RESULTS.md, "Sharper keypoint
+    maps")."""
     keypoint_softmax: str = "axes"
     """How a keypoint map gives its centre: "axes", the paper's softmax per axis over the map
     averaged along the other axis; "joint", one softmax over all the map's cells
@@ -664,8 +666,12 @@ class PointNet(nn.Module):
         """(B, L, H, W) float in [0, 1] -> Keypoints with (B, K, h, w) windows (float32; None
         with ``windows=False``). ``images``: the (B, C, H, W) frames in [0, 1], needed with
         pointnet_image and ignored otherwise."""
-        inputs = self.inputs(error_stack, images)
-        return self.keypoints(self.head(self.encoder(inputs)[-1]), windows)
+        return self.keypoints(self.maps(error_stack, images), windows)
+
+    def maps(self, error_stack: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, H, W) error stack (and the images, as `forward`) -> (B, K, h, w) keypoint
+        maps, before `keypoint_map_scale` and the spatial softmax."""
+        return self.head(self.encoder(self.inputs(error_stack, images))[-1])
 
     def loss(self, keypoints: Keypoints, error_stack: torch.Tensor) -> torch.Tensor:
         """`pointnet_loss`, plus the windows' energy outside the frame with window_border_cost
