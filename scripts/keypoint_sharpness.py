@@ -27,7 +27,9 @@ def main(data: str, runs: list[str]) -> None:
     frames = split.read_frames(slice(0, 500))
     for run in runs:
         model = permakey.load(run, "last")
-        pointnet = model.model.pointnet
+        pointnet = getattr(model.model, "pointnet", None)
+        if pointnet is None:
+            sys.exit(f"{run} is not a PermaKey run (no PointNet)")
         found = model.keypoints(frames, windows=False, error_maps=True)
         images = to_float(torch.from_numpy(frames).permute(0, 3, 1, 2), "cpu")  # (N, 3, S, S)
         with torch.no_grad():

@@ -6,8 +6,8 @@ image the centre ``(y, x)`` lies at pixel ``(row, col) = ((y + 1) / 2 * (H - 1),
 (x + 1) / 2 * (W - 1))``, i.e. -1 and +1 are the centres of the first and last pixels.
 
 Centres are computed from keypoint feature maps by the per-axis spatial softmax of
-Jakab et al. (2018) (or, as an option, one softmax over the whole map), and drawn back as isotropic Gaussian windows on a grid of the same
-convention.
+Jakab et al. (2018) (or, as an option, one softmax over the whole map), and drawn back as
+isotropic Gaussian windows on a grid of the same convention.
 """
 
 from __future__ import annotations

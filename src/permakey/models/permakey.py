@@ -155,7 +155,8 @@ class PermaKeyConfig(JsonConfig):
     (`keypoints.centres_from_maps`). Averaged over a row of 21 cells, a blob of a few cells
     barely tilts the per-axis softmax, so early in training every centre sits near the middle
     of the frame; under the joint softmax the same map puts it on the blob. "joint" is not in
-    the paper."""
+    the paper; with `cpu-track` at the `cpu` scale it was level with "axes" or above it on five
+    games and lowered mean purity (RESULTS.md, "Sharper keypoint maps")."""
     bn: BatchNormConfig = field(default_factory=BatchNormConfig)
     """BatchNorm momentum and epsilon of every BatchNorm layer (PyTorch convention)."""
 
