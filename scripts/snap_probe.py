@@ -32,7 +32,7 @@ def snap(error_stack: torch.Tensor, pixels: torch.Tensor, radius: int) -> np.nda
     """(N, L, H, W) error stack, (N, K, 2) keypoint pixels -> (N, K, 2) float64 pixels: each
     keypoint at the largest `peak_score` within ``radius`` pixels of its nearest pixel."""
     score = peak_score(error_stack)  # (N, H, W)
-    n, height, width = score.shape
+    height, width = score.shape[1:]
     side = 2 * radius + 1
     padded = F.pad(score[:, None], (radius,) * 4, value=-torch.inf)  # (N, 1, H + 2R, W + 2R)
     patches = F.unfold(padded, side)  # (N, side * side, H * W): each pixel's square
