@@ -383,7 +383,7 @@ def test_time_budget_stops_cleanly_with_a_best_model(data, tmp_path):
     assert (resumed.status, resumed.step) == ("finished", 8)
 
 
-def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path, capsys):
+def test_resuming_a_run_at_or_past_its_step_budget_trains_no_further_step(data, tmp_path, capsys):
     run = tmp_path / "run"
     first = train(PermaKeyMethod(), tiny_cfg(data, max_steps=3), TINY_PERMAKEY, run)
     assert (first.status, first.step) == ("stopped", 3)
@@ -400,6 +400,13 @@ def test_resuming_a_run_at_its_step_budget_trains_no_further_step(data, tmp_path
     assert f"max steps: stopped at step 3 (epoch 1); continue with --resume {run}" in (
         capsys.readouterr().out
     )
+    # A budget the run is already past is an error, not a run reported at the wrong step.
+    info = (run / "run.json").read_bytes()
+    argv = ["train", "permakey", "--resume", str(run), "--max-steps", "2", "--no-progress"]
+    assert main(argv) == 2
+    assert f"{run} is at step 3, past --max-steps 2: nothing to train" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in files} == before
+    assert (run / "run.json").read_bytes() == info
 
 
 def test_snapshots_keep_the_weights_that_shorter_budgets_end_with(data, tmp_path):

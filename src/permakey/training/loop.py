@@ -628,6 +628,9 @@ def _resume(
     Returns:
         The checkpoint's position, early stopping (with ``cfg``'s patience) and seconds of
         training so far.
+
+    Raises:
+        UserError: a checkpoint that does not fit the run, or one past ``cfg.max_steps``.
     """
     state = run.load_checkpoint(model, procs.device)
     try:
@@ -639,6 +642,12 @@ def _resume(
             f"the state of {weights_path(run.path, 'last').parent} does not fit this run "
             f"({type(err).__name__}: {err}); train the run again with --overwrite"
         ) from None
+    if cfg.max_steps is not None and position.step > cfg.max_steps:
+        # Otherwise it would stop at once and report a step past the budget asked for.
+        raise UserError(
+            f"{run.path} is at step {position.step}, past --max-steps {cfg.max_steps}: "
+            f"nothing to train (give --max-steps {position.step} or more)"
+        )
     if procs.is_main:
         set_rng_state(state["rng"])
         run.truncate_metrics(position.step)
