@@ -1,12 +1,13 @@
 """F1@2 and identity of the keypoints and of every control, as a markdown table.
 
-python scripts/identity_table.py EVALUATION.json [...]
+python scripts/identity_table.py [--categories] EVALUATION.json [...]
 
 One block of rows per model column of each evaluation JSON (`permakey evaluate --out`): the
 model, then its controls (its static template, its error-map peaks, random points, a perfect
 tracker with as many keypoints), each with F1@2, mean purity, the object tracks kept (count
 and share) and the moving ones kept (`permakey.evaluation.results.IdentityScores`). Several
 files of one game (seeds) can be given; each row names its file's game and model column.
+``--categories`` adds a column with the tracks kept in each headline category.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def _kept(counts: TrackCounts) -> str:
     return f"{counts.kept}/{counts.tracks} ({counts.share or 0:.2f})"
 
 
-def row(game: str, label: str, column: Column, radius: int) -> str:
-    """One markdown row: F1 at ``radius`` and the identity scores of one column."""
+def row(game: str, label: str, column: Column, radius: int, categories: bool = False) -> str:
+    """One markdown row: F1 at ``radius`` and the identity scores of one column (and with
+    ``categories``, its tracks kept per headline category)."""
     m = column.metrics
     identity = m.identity
     if identity is None:
@@ -36,11 +38,15 @@ def row(game: str, label: str, column: Column, radius: int) -> str:
     else:
         purity = "n/a" if identity.mean_purity is None else f"{identity.mean_purity:.3f}"
         cells = [purity, _kept(identity.kept), _kept(identity.moving), _kept(identity.static)]
+    if categories:
+        per = {} if identity is None else identity.per_category
+        cells.append(", ".join(f"{n} {c.kept}/{c.tracks}" for n, c in sorted(per.items())))
     return f"| {game} | {label} | {m.f1[radius]:.3f} | {' | '.join(cells)} |"
 
 
-def rows(result: EvaluationResult) -> list[str]:
-    """The rows of every model column of one evaluation and of its controls."""
+def rows(result: EvaluationResult, categories: bool = False) -> list[str]:
+    """The rows of every model column of one evaluation and of its controls (``categories``:
+    as `row`)."""
     game = result.dataset.meta["game"] if result.dataset else "?"
     r = result.headline_radius
     out = []
@@ -51,12 +57,18 @@ def rows(result: EvaluationResult) -> list[str]:
             ("random", result.random_for(model.name)),
             ("perfect tracker", result.tracker_for(model.name)),
         ]
-        out.append(row(game, model.name, model, r))
-        out += [row(game, f"{label}", c, r) for label, c in controls if c is not None]
+        out.append(row(game, model.name, model, r, categories))
+        out += [row(game, label, c, r, categories) for label, c in controls if c is not None]
     return out
 
 
 if __name__ == "__main__":
-    print(HEADER)
-    for arg in sys.argv[1:]:
-        print("\n".join(rows(read_result(Path(arg)))))
+    paths = sys.argv[1:]
+    by_category = "--categories" in paths
+    paths = [p for p in paths if p != "--categories"]
+    if by_category:
+        print(HEADER.replace(" |\n", " | kept per category |\n", 1) + "---|")
+    else:
+        print(HEADER)
+    for path in paths:
+        print("\n".join(rows(read_result(Path(path)), by_category)))
