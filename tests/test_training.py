@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import fields, replace
@@ -407,6 +408,17 @@ def test_resuming_a_run_at_or_past_its_step_budget_trains_no_further_step(data, 
     assert f"{run} is at step 3, past --max-steps 2: nothing to train" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in files} == before
     assert (run / "run.json").read_bytes() == info
+
+
+def test_readme_slurm_script_resumes_the_run_folders_that_training_makes(data, tmp_path):
+    # The sbatch script resumes when a file exists in the run folder, and otherwise starts the
+    # run anew with --overwrite: a file that training never writes would throw runs away.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (checked,) = re.findall(r'if \[ -f "\$RUN/([^"]+)" \]', readme)
+    run = tmp_path / "run"
+    train(PermaKeyMethod(), tiny_cfg(data, max_steps=1), TINY_PERMAKEY, run)
+    assert (run / checked).is_file()
+    assert resume_run("permakey", run, max_steps=2).step == 2
 
 
 def test_snapshots_keep_the_weights_that_shorter_budgets_end_with(data, tmp_path):
