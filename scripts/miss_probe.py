@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from probe_data import test_frames
 
 import permakey
-from permakey.data.store import open_split
-from permakey.evaluation.categories import select_categories
-from permakey.evaluation.evaluate import ground_truth
 from permakey.evaluation.metrics import consecutive_pairs, keypoint_hits
-
-FRAMES = 500
 
 
 def main(data: str, runs: list[str], summary: bool) -> None:
-    split = open_split(data, "test")
-    frames = split.read_frames(slice(0, FRAMES))
-    height, width = frames.shape[1:3]
-    game = str(split.meta.get("game", ""))
-    selection = select_categories(game, list(split.categories), None, None)
-    truth = ground_truth(split, len(frames), selection, height, width)
-    episode, step = np.asarray(split.episode[: len(frames)]), np.asarray(split.step[: len(frames)])
-    pairs = consecutive_pairs(episode, step)  # frame i + 1 follows frame i
+    test = test_frames(data)
+    game, frames, truth = test.game, test.frames, test.truth
+    pairs = consecutive_pairs(test.episode, test.step)  # frame i + 1 follows frame i
     if summary:
         print(
             "| game | run | K | still | away | precision@2 | precision@4 |\n"

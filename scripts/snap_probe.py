@@ -14,17 +14,15 @@ error-map peaks control.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from probe_data import test_frames
 
 import permakey
-from permakey.data.store import open_split
 from permakey.evaluation import controls
-from permakey.evaluation.categories import select_categories
-from permakey.evaluation.evaluate import ground_truth, measured_moving, score_keypoints
+from permakey.evaluation.evaluate import score_keypoints
 from permakey.keypoints import peak_score
 
 
@@ -47,16 +45,9 @@ def snap(error_stack: torch.Tensor, pixels: torch.Tensor, radius: int) -> np.nda
 
 
 def main(data: str, runs: list[str], radii: list[int]) -> None:
-    split = open_split(data, "test")
-    frames = split.read_frames(slice(0, 500))
+    test = test_frames(data)
+    game, frames, truth = test.game, test.frames, test.truth
     height, width = frames.shape[1:3]
-    game = str(split.meta.get("game", ""))
-    selection = select_categories(game, list(split.categories), None, None)
-    truth = ground_truth(split, len(frames), selection, height, width)
-    if truth.selection.moving is None:  # as `permakey evaluate`: moving as measured
-        truth = replace(truth, selection=measured_moving(truth))
-    episode = np.asarray(split.episode[: len(frames)])
-    step = np.asarray(split.step[: len(frames)])
     print("| game | run | R (px) | F1@2 | mean purity | objects kept |")
     print("|---|---|---|---|---|---|")
     for run in runs:
@@ -66,7 +57,7 @@ def main(data: str, runs: list[str], radii: list[int]) -> None:
         columns += [(str(r), snap(found.error_stack, found.pixels, r)) for r in radii]
         columns.append(("peaks", controls.error_map_peaks(found.error_stack, model.num_keypoints)))
         for label, points in columns:
-            scores = score_keypoints(points, truth, None, 0, episode, step, height, width)
+            scores = score_keypoints(points, truth, None, 0, test.episode, test.step, height, width)
             kept = scores.identity.kept
             print(
                 f"| {game} | {model.name} | {label} | {scores.f1[2]:.3f} | "
