@@ -14,6 +14,8 @@ Measures, through the same code paths as `permakey train` and `permakey.load` (t
   (a synthetic sprite dataset in the store format, generated in a temporary folder, since
   collecting 95,000 Atari frames takes long; frames are read from the HDF5 file, no workers);
 - Transporter training frame pairs/s (batch 64) and inference frames/s (256 frames per call);
+- both methods' keypoint frames/s with ``precision="mixed"`` (bf16 in the layers that keep
+  keypoints within 0.5 px), where the device multiplies bf16 natively;
 - environment steps/s of ALE/Pong-v5 with and without the keypoint observation wrapper, for 1
   and 8 environments (`env_step_rates`);
 - the FLOPs per image of a PermaKey training step (`paper` and `authors-code`), per pair of a
@@ -357,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
             precision,
         )
     measure("transporter_infer_fps", lambda: infer_rate("transporter", device, 256, infer_calls))
+    for kind in ("permakey", "transporter"):
+        measure(
+            f"{kind}_infer_fps_mixed",
+            lambda k=kind: infer_rate(k, device, 256, infer_calls, "mixed"),
+            "bf16",
+        )
     if selected("env_steps"):
         results.update(env_step_rates(device, args.quick))
     if not bf16:

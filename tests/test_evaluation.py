@@ -75,7 +75,7 @@ class FakeModel(nn.Module):
         self.error_layers = error_layers
         self._detect = detect
 
-    def detect(self, images, windows=True):
+    def detect(self, images, windows=True, mixed=False):
         return self._detect(images)
 
     def feature_maps(self, images):

@@ -92,6 +92,60 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class ConvDtypes(TorchDispatchMode):
+    """Records the input dtype of every convolution a block of code runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "convolution" in func.overloadpacket.__name__:
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("game", available() or ["none shipped"])
+def test_mixed_precision_keeps_the_shipped_models_keypoints_within_half_a_pixel(game):
+    if game == "none shipped":
+        pytest.skip("no pretrained models are installed")
+    exact = permakey.load(f"pretrained:{game}")
+    mixed = permakey.load(f"pretrained:{game}", precision="mixed")
+    raw = real_frames(game, 16)
+    frames = np.stack([resize_frame(f, exact.frames.size, exact.frames.resize) for f in raw])
+    convs = ConvDtypes()
+    with convs:
+        found = mixed.keypoints(frames, windows=False).centres
+    # The LSP networks' first layers ran in bf16, one per LSP layer and 16-frame pass.
+    assert convs.dtypes.count(torch.bfloat16) == len(exact.model.config.lsp_layers)
+    pixels = (found - exact.keypoints(frames, windows=False).centres).norm(dim=-1)
+    assert pixels.max() * (exact.frames.size - 1) / 2 < 0.5
+
+
+def test_mixed_precision_runs_the_transporter_keypointer_in_bf16_within_half_a_pixel():
+    torch.manual_seed(0)
+    model = with_batchnorm_statistics(Transporter(TransporterConfig(num_keypoints=6))).eval()
+    raw = real_frames("MsPacman", 8)
+    frames = np.stack([resize_frame(f, 84, "area") for f in raw])
+    convs = ConvDtypes()
+    with convs:
+        found = TrainedModel(model, precision="mixed").keypoints(frames, windows=False).centres
+    # Psi's four blocks in bf16, its 1 x 1 head in float32.
+    assert convs.dtypes.count(torch.bfloat16) == 4
+    assert convs.dtypes.count(torch.float32) == 1
+    exact = TrainedModel(model).keypoints(frames, windows=False).centres
+    assert (found - exact).norm(dim=-1).max() * 83 / 2 < 0.5
+
+
+@pytest.mark.parametrize("kind", ["permakey", "transporter"])
+def test_mixed_precision_outside_the_inference_form_is_refused(kind):
+    model = PermaKey(CONFIGS["small"]) if kind == "permakey" else Transporter(TransporterConfig(
+        image_size=16, channels=(4, 4), kernels=(3, 3), strides=(1, 2), num_keypoints=3
+    ))  # fmt: skip
+    with pytest.raises(ValueError, match="mixed precision is for inference"):
+        model.train().detect(torch.rand(2, 3, 16, 16), mixed=True)
+
+
 @pytest.mark.parametrize("game", available() or ["none shipped"])
 def test_shipped_models_give_the_modules_keypoints_and_features_on_real_frames(game):
     if game == "none shipped":

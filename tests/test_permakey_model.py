@@ -19,7 +19,7 @@ from permakey.keypoints import (
     matched_squared_distance,
     to_pixels,
 )
-from permakey.models.blocks import BatchNormConfig
+from permakey.models.blocks import BatchNormConfig, SameConv2d
 from permakey.models.permakey import (
     DIRECTION_PAIRS,
     LSP_WIDE,
@@ -172,6 +172,33 @@ def test_forward_shapes_and_losses(name: str) -> None:
     torch.testing.assert_close(losses["vae"], losses["vae/recon"] + losses["vae/kl"])
     torch.testing.assert_close(losses["lsp"], sum(losses[key] for key in layer_keys))
     torch.testing.assert_close(out.total, losses["vae"] + losses["lsp"] + losses["pointnet"])
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "pad"),
+    [
+        (21, 3, 1, (1, 1)),
+        (84, 4, 1, (1, 2)),  # even kernel
+        (84, 3, 2, (0, 1)),  # stride 2 on an even size
+        (21, 3, 2, (1, 1)),  # stride 2 on an odd size
+        (84, 1, 1, (0, 0)),
+    ],
+)
+def test_same_conv_pads_as_tensorflow_and_gives_its_gradients(size, kernel, stride, pad) -> None:
+    """TensorFlow's "same": ceil(size / stride) outputs, (before, after) zeros as listed."""
+    torch.manual_seed(0)
+    conv = SameConv2d(3, 5, kernel, stride)
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    y = conv(x)
+    assert y.shape == (2, 5, -(-size // stride), -(-size // stride))
+    x_ref = x.detach().clone().requires_grad_(True)
+    before, after = pad
+    y_ref = F.conv2d(F.pad(x_ref, (before, after, before, after)), conv.weight, conv.bias, stride)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad((y * y_ref.detach()).sum(), (x, conv.weight))
+    grads_ref = torch.autograd.grad((y_ref * y_ref.detach()).sum(), (x_ref, conv.weight))
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_paper_sizes() -> None:

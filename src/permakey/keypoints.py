@@ -66,9 +66,11 @@ class KeypointModel(Protocol):
     error_layers: tuple[int, ...]
     inference_prefixes: tuple[str, ...]
 
-    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
+    def detect(self, images: torch.Tensor, windows: bool = True, mixed: bool = False) -> Keypoints:
         """Keypoints of (B, 3, S, S) float images in [0, 1]; ``windows=False`` skips drawing
-        their Gaussian windows (``Keypoints.windows`` is None)."""
+        their Gaussian windows (``Keypoints.windows`` is None). ``mixed``: bf16 for the
+        layers that carry most of the arithmetic and keep the keypoints within 0.5 px of
+        float32, float32 elsewhere (eval mode without gradients; a ValueError otherwise)."""
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer feature maps (B, C_l, H_l, W_l) of (B, 3, S, S) float images."""

@@ -219,6 +219,10 @@ class FoldedConv:
         self.stride = stride
         self.relu = relu
 
+    def to(self, dtype: torch.dtype) -> FoldedConv:
+        """A copy with weight and bias in ``dtype`` (it then takes inputs of that dtype)."""
+        return FoldedConv(self.weight.to(dtype), self.bias.to(dtype), self.stride, self.relu)
+
     @classmethod
     def of_block(cls, block: nn.Sequential) -> FoldedConv:
         """From a `conv_bn_relu` block (in eval mode)."""
@@ -252,6 +256,15 @@ class FoldedConv:
             )
         y = F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
         return y.relu_() if self.relu else y
+
+
+def check_mixed_in_eval(mixed: bool) -> None:
+    """Mixed precision runs in the inference forms only: a ValueError for ``mixed`` in a
+    model's training mode or with gradients on, where the modules run instead."""
+    if mixed:
+        raise ValueError(
+            "mixed precision is for inference: call model.eval() and run without gradients"
+        )
 
 
 def fold_encoder(encoder: ConvEncoder, blocks: int | None = None) -> list[FoldedConv]:

@@ -48,6 +48,7 @@ from permakey.models.blocks import (
     ConvEncoder,
     FoldedConv,
     InferenceCache,
+    check_mixed_in_eval,
     fold_batchnorm,
     fold_encoder,
     run_folded,
@@ -856,7 +857,7 @@ class PermaKey(nn.Module):
         return self._inference.get(self, lambda: PermaKeyInference(self))
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
+    def detect(self, images: torch.Tensor, windows: bool = True, mixed: bool = False) -> Keypoints:
         """Keypoints only (no decoder, no losses, no gradients); call `eval()` first for inference.
 
         In eval mode this runs `PermaKeyInference` (BatchNorm folded, channels_last): the
@@ -865,6 +866,8 @@ class PermaKey(nn.Module):
         Args:
             images: (B, in_channels, H, W) float in [0, 1].
             windows: draw the Gaussian windows (None in the result otherwise).
+            mixed: the LSP networks' first layers (most of the arithmetic) in bf16, the rest
+                in float32 (`permakey.keypoints.KeypointModel.detect`); eval mode only.
 
         Returns:
             `Keypoints`: centres (B, K, 2) in [-1, 1], windows (B, K, h, w), the normalised
@@ -874,7 +877,8 @@ class PermaKey(nn.Module):
         fast = self._inference_form()
         if fast is not None:
             self._check_images(images)
-            return fast.detect(images, windows)
+            return fast.detect(images, windows, mixed)
+        check_mixed_in_eval(mixed)
         features = self.feature_maps(images)
         _, error_maps = self._local_prediction(features)
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
@@ -962,18 +966,25 @@ class LSPInference:
         outputs = (order + order.numel() * torch.arange(g).unsqueeze(1)).flatten()  # per block
         folded[-1] = [folded[-1][0][outputs], folded[-1][1][outputs]]
         self.first = FoldedConv(*folded[0], 1, relu=len(folded) > 1)
+        # The bulk of the arithmetic (a 3 x 3 conv over the cell grid), for mixed precision.
+        self.first_bf16 = self.first.to(torch.bfloat16)
         # 1 x 1 convs of G groups as (G, out / G, in / G) matrices and (G, out / G) biases.
         self.rest = [
             (weight.view(g, -1, weight.shape[1]), bias.view(g, -1)) for weight, bias in folded[1:]
         ]
 
-    def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) features -> (B, H / p, W / p) float32 error map (`error_map`)."""
+    def __call__(self, features: torch.Tensor, mixed: bool = False) -> torch.Tensor:
+        """(B, C, H, W) features -> (B, H / p, W / p) float32 error map (`error_map`).
+
+        ``mixed``: the first layer in bf16 (its output back in float32), the rest in float32.
+        """
         b, c, h, w = features.shape
         p = self.patch
         rows = features.permute(0, 2, 3, 1).reshape(b, h // p, p, w // p, p, c)
         cells = rows.transpose(2, 3).reshape(b, h // p, w // p, p * p * c)  # (B, h, w, D)
-        x = self.first(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, h, w, G * width)
+        grid = cells.permute(0, 3, 1, 2)  # (B, D, h, w)
+        x = self.first_bf16(grid.to(torch.bfloat16)).float() if mixed else self.first(grid)
+        x = x.permute(0, 2, 3, 1)  # (B, h, w, G * width)
         x = x.unflatten(-1, (self.directions, -1))  # (B, h, w, G, width)
         for n, (weight, bias) in enumerate(self.rest):
             if self.directions == 1:
@@ -1008,11 +1019,11 @@ class PermaKeyInference:
         head = model.pointnet.head
         self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
 
-    def detect(self, images: torch.Tensor, windows: bool = True) -> Keypoints:
+    def detect(self, images: torch.Tensor, windows: bool = True, mixed: bool = False) -> Keypoints:
         """`PermaKey.detect` of (B, in_channels, H, W) float images in [0, 1]."""
         features = run_folded(self.encoder, images)
         layers = zip(self.config.lsp_layers, self.lsp, strict=True)
-        error_maps = [lsp(features[layer]) for layer, lsp in layers]
+        error_maps = [lsp(features[layer], mixed) for layer, lsp in layers]
         stack = normalised_error_stack(error_maps, self.config.image_size)  # (B, L, H, W)
         maps = self.head(run_folded(self.points, self.pointnet.inputs(stack, images))[-1])
         keypoints = self.pointnet.keypoints(maps, windows)

@@ -31,6 +31,7 @@ from permakey.models.blocks import (
     ConvEncoder,
     FoldedConv,
     InferenceCache,
+    check_mixed_in_eval,
     fold_batchnorm,
     fold_encoder,
     run_folded,
@@ -261,7 +262,7 @@ class Transporter(nn.Module):
         """None: Transporter has no error maps."""
         return ()
 
-    def detect(self, images: Tensor, windows: bool = True) -> Keypoints:
+    def detect(self, images: Tensor, windows: bool = True, mixed: bool = False) -> Keypoints:
         """Keypoints of a batch of frames (the interface shared with PermaKey).
 
         Runs with whatever grad mode and train/eval mode the caller set; evaluation should
@@ -271,12 +272,18 @@ class Transporter(nn.Module):
         Args:
             images: (B, C, H, W) float in [0, 1], H = W = config.image_size.
             windows: draw the Gaussian windows (None in the result otherwise).
+            mixed: the keypointer's conv blocks in bf16, its 1 x 1 head in float32
+                (`permakey.keypoints.KeypointModel.detect`); the inference form only.
 
         Returns:
             `Keypoints` with centres (B, K, 2) and windows (B, K, h, w), float32.
         """
         fast = self._inference_form()
-        maps = self.keypointer(images) if fast is None else fast.keypoint_maps(images)
+        if fast is None:
+            check_mixed_in_eval(mixed)
+            maps = self.keypointer(images)
+        else:
+            maps = fast.keypoint_maps(images, mixed)
         centres = centres_from_maps(maps)  # (B, K, 2), float32
         _, _, h, w = maps.shape
         drawn = gaussian_windows(centres, h, w, self.config.gaussian_sigma) if windows else None
@@ -324,9 +331,15 @@ class TransporterInference:
     def __init__(self, model: Transporter) -> None:
         self.features = fold_encoder(model.features)
         self.keypointer = fold_encoder(model.keypointer.encoder)
+        self.keypointer_bf16 = [conv.to(torch.bfloat16) for conv in self.keypointer]
         head = model.keypointer.head
         self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
 
-    def keypoint_maps(self, images: Tensor) -> Tensor:
-        """`Keypointer.forward`: (B, C, H, W) images -> (B, K, h, w) maps."""
-        return self.head(run_folded(self.keypointer, images)[-1])
+    def keypoint_maps(self, images: Tensor, mixed: bool = False) -> Tensor:
+        """`Keypointer.forward`: (B, C, H, W) images -> (B, K, h, w) float32 maps; ``mixed``:
+        the conv blocks in bf16, the head in float32."""
+        if mixed:
+            body = run_folded(self.keypointer_bf16, images.to(torch.bfloat16))[-1].float()
+        else:
+            body = run_folded(self.keypointer, images)[-1]
+        return self.head(body)

@@ -34,7 +34,7 @@ from permakey.runs.folder import (
 )
 from permakey.runs.pretrained import is_pretrained, read_pretrained
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "mixed")
 # Frames per forward pass of `TrainedModel.keypoints` by default. On a CPU, 16: every tensor
 # of a 16-frame pass stays below glibc's largest mmap threshold (32 MiB), so its memory comes
 # back from the heap on the next pass instead of being mapped and faulted in afresh, as the
@@ -155,7 +155,10 @@ class TrainedModel:
         model: a `permakey.keypoints.KeypointModel` (`PermaKey`, `Transporter`).
         frames: the frames it takes; default: S x S RGB frames resized with "area", S the
             model's ``config.image_size``.
-        precision: "fp32", or "bf16" autocast for inference.
+        precision: "fp32"; "bf16" autocast; or "mixed": bf16 for the layers that carry most
+            of the arithmetic and keep the keypoints within 0.5 px of float32 (PermaKey's LSP
+            first layers, Transporter's keypointer blocks), float32 elsewhere. bf16 pays only
+            where the device multiplies it natively (GPUs, CPUs with AVX512-BF16 or AMX).
         run: the run folder it came from, if any.
         weights: the weights file it came from, if any.
         info: the run's run.json, if any.
@@ -294,7 +297,9 @@ class TrainedModel:
             images = to_float(batch[start : start + batch_size], self.device)
             with autocast(self.device, self.precision):
                 # Windows are drawn only where they are returned or pool the features.
-                found = self.model.detect(images, windows=windows or features)
+                found = self.model.detect(
+                    images, windows=windows or features, mixed=self.precision == "mixed"
+                )
                 maps = []
                 if features:
                     maps = found.feature_maps or self.model.feature_maps(images)
@@ -333,7 +338,7 @@ def load(
             that ships with the package (`permakey.runs.pretrained`; ``which`` is ignored).
         which: "best" (lowest validation loss) or "last" (last checkpoint).
         device: "cpu", "cuda", "cuda:N", "mps" or "auto".
-        precision: "fp32", or "bf16" autocast for inference.
+        precision: "fp32", "bf16" or "mixed", as `TrainedModel`'s.
 
     Returns:
         `TrainedModel` in eval mode.
