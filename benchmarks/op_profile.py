@@ -12,8 +12,9 @@ the `permakey` command keeps it unless ``PERMAKEY_SYSTEM_MALLOC=1``), twice unti
 page faults per call, then once under `torch.profiler`, and prints the operators sorted by
 their own CPU time, grouped by input shapes, then the shares of each kind of operator
 (`KINDS`: convolutions forward and backward, matrix products, BatchNorm, copies and fills,
-the optimiser, the rest). The BENCHMARKS.md profiles (issue 21) come from it. The profiler's per-operator times of memory-bound operators can run several times their
-unprofiled times; the per-call line above the table is not profiled.
+the optimiser, the rest). The BENCHMARKS.md profiles (issue 21) come from it. The profiler's
+per-operator times of memory-bound operators can run several times their unprofiled times;
+the per-call line above the table is not profiled.
 """
 
 from __future__ import annotations

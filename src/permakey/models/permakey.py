@@ -966,8 +966,9 @@ class LSPInference:
         outputs = (order + order.numel() * torch.arange(g).unsqueeze(1)).flatten()  # per block
         folded[-1] = [folded[-1][0][outputs], folded[-1][1][outputs]]
         self.first = FoldedConv(*folded[0], 1, relu=len(folded) > 1)
-        # The bulk of the arithmetic (a 3 x 3 conv over the cell grid), for mixed precision.
-        self.first_bf16 = self.first.to(torch.bfloat16)
+        # The bulk of the arithmetic (a 3 x 3 conv over the cell grid): its bf16 copy for
+        # mixed precision, made on first use (not every device holds bf16).
+        self.first_bf16: FoldedConv | None = None
         # 1 x 1 convs of G groups as (G, out / G, in / G) matrices and (G, out / G) biases.
         self.rest = [
             (weight.view(g, -1, weight.shape[1]), bias.view(g, -1)) for weight, bias in folded[1:]
@@ -983,7 +984,11 @@ class LSPInference:
         rows = features.permute(0, 2, 3, 1).reshape(b, h // p, p, w // p, p, c)
         cells = rows.transpose(2, 3).reshape(b, h // p, w // p, p * p * c)  # (B, h, w, D)
         grid = cells.permute(0, 3, 1, 2)  # (B, D, h, w)
-        x = self.first_bf16(grid.to(torch.bfloat16)).float() if mixed else self.first(grid)
+        if mixed:
+            self.first_bf16 = self.first_bf16 or self.first.to(torch.bfloat16)
+            x = self.first_bf16(grid.to(torch.bfloat16)).float()
+        else:
+            x = self.first(grid)
         x = x.permute(0, 2, 3, 1)  # (B, h, w, G * width)
         x = x.unflatten(-1, (self.directions, -1))  # (B, h, w, G, width)
         for n, (weight, bias) in enumerate(self.rest):

@@ -331,7 +331,8 @@ class TransporterInference:
     def __init__(self, model: Transporter) -> None:
         self.features = fold_encoder(model.features)
         self.keypointer = fold_encoder(model.keypointer.encoder)
-        self.keypointer_bf16 = [conv.to(torch.bfloat16) for conv in self.keypointer]
+        # bf16 copies for mixed precision, made on first use (not every device holds bf16).
+        self.keypointer_bf16: list[FoldedConv] | None = None
         head = model.keypointer.head
         self.head = FoldedConv(*fold_batchnorm(head.weight, head.bias, None), 1, relu=False)
 
@@ -339,6 +340,8 @@ class TransporterInference:
         """`Keypointer.forward`: (B, C, H, W) images -> (B, K, h, w) float32 maps; ``mixed``:
         the conv blocks in bf16, the head in float32."""
         if mixed:
+            if self.keypointer_bf16 is None:
+                self.keypointer_bf16 = [conv.to(torch.bfloat16) for conv in self.keypointer]
             body = run_folded(self.keypointer_bf16, images.to(torch.bfloat16))[-1].float()
         else:
             body = run_folded(self.keypointer, images)[-1]
